@@ -1,0 +1,311 @@
+"""Many lookups at once: a bounded pool of workers pulling ids from the input.
+
+``asyncio.gather`` over one task per id creates every task up front, lets requests
+time out while they queue for a connection, and fails the batch on the first error.
+Here a fixed number of workers pull ids lazily (so a generator of millions never
+becomes millions of tasks), each lookup's deadline starts when a worker takes it, and
+every id ends with exactly one outcome: its channels or its error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sized,
+)
+from typing import TYPE_CHECKING, Union
+
+from ._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    KodMobiError,
+    PermissionDeniedError,
+)
+from ._models import SessionChannel
+
+if TYPE_CHECKING:
+    from ._client import KodMobiClient
+
+__all__ = ["BatchResult", "Outcome", "ProgressCallback", "gather", "stream"]
+
+#: What one id ends with: its channels, or the error that stopped its lookup.
+Outcome = Union[list[SessionChannel], KodMobiError]  # noqa: UP007 -- a runtime alias on 3.10
+#: ``on_progress(done, total)``; ``total`` is ``None`` when the input has no length.
+ProgressCallback = Callable[[int, Union[int, None]], None]  # noqa: UP007
+
+# Errors that would fail every further lookup the same way: stop the batch.
+_FATAL = (AuthenticationError, PermissionDeniedError)
+_PENDING: object = object()
+
+
+class BatchResult(Mapping[str, Outcome]):
+    """The outcome of every distinct id of a batch, in input order.
+
+    A read-only mapping ``session_id -> list[SessionChannel] | KodMobiError``, with
+    the successes and failures also split out::
+
+        results = await client.gather_session_channels(ids)
+        for session_id, channels in results.ok.items(): ...
+        for session_id, error in results.errors.items(): ...
+
+    Attributes:
+        not_looked_up: Ids read from the input whose lookup never finished because
+            the batch was stopped (an authentication failure); empty otherwise.
+    """
+
+    __slots__ = ("_outcomes", "not_looked_up")
+
+    def __init__(self, outcomes: dict[str, Outcome], not_looked_up: tuple[str, ...] = ()) -> None:
+        self._outcomes = outcomes
+        self.not_looked_up = not_looked_up
+
+    def __getitem__(self, session_id: str) -> Outcome:
+        return self._outcomes[session_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._outcomes)
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    @property
+    def ok(self) -> dict[str, list[SessionChannel]]:
+        """Ids whose lookup succeeded, with their channels, in input order."""
+        return {k: v for k, v in self._outcomes.items() if not isinstance(v, KodMobiError)}
+
+    @property
+    def errors(self) -> dict[str, KodMobiError]:
+        """Ids whose lookup failed, with the error, in input order."""
+        return {k: v for k, v in self._outcomes.items() if isinstance(v, KodMobiError)}
+
+    def __repr__(self) -> str:
+        failed = sum(1 for v in self._outcomes.values() if isinstance(v, KodMobiError))
+        extra = f", not_looked_up={len(self.not_looked_up)}" if self.not_looked_up else ""
+        return f"<BatchResult ok={len(self._outcomes) - failed} errors={failed}{extra}>"
+
+
+def _check_concurrency(concurrency: object) -> int:
+    if type(concurrency) is not int or concurrency < 1:
+        msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
+        raise ConfigurationError(msg)
+    return concurrency
+
+
+def _check_timeout(client: KodMobiClient, timeout: object) -> tuple[float, float]:
+    if timeout is None:
+        return client.timeout, client._attempt_limit
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        msg = f"timeout must be a positive number of seconds or None, got {timeout!r}"
+        raise ConfigurationError(msg)
+    return float(timeout), client.retry_policy.attempt_limit(float(timeout))
+
+
+class _Source:
+    """The input, read one id at a time by whichever worker is free."""
+
+    def __init__(self, session_ids: Iterable[str] | AsyncIterable[str]) -> None:
+        self.total: int | None = len(session_ids) if isinstance(session_ids, Sized) else None
+        self._sync: Iterator[str] | None = None
+        self._async: AsyncIterator[str] | None = None
+        if isinstance(session_ids, AsyncIterable):
+            self._async = aiter(session_ids)
+        elif isinstance(session_ids, str | bytes):
+            msg = (
+                "session_ids must be an iterable of ids, not a single string; "
+                "wrap one id in a list: [session_id]"
+            )
+            raise ConfigurationError(msg)
+        elif isinstance(session_ids, Iterable):
+            self._sync = iter(session_ids)
+        else:
+            msg = f"session_ids must be an iterable of ids, got {type(session_ids).__name__}"
+            raise ConfigurationError(msg)
+        # Two workers must not be inside one async generator's __anext__ at once.
+        self._lock = asyncio.Lock()
+        self.exhausted = False
+
+    async def next(self) -> str | None:
+        if self.exhausted:
+            return None
+        if self._sync is not None:
+            try:
+                return next(self._sync)
+            except StopIteration:
+                self.exhausted = True
+                return None
+        assert self._async is not None  # noqa: S101 -- one of the two is always set
+        async with self._lock:
+            if self.exhausted:
+                return None
+            try:
+                return await anext(self._async)
+            except StopAsyncIteration:
+                self.exhausted = True
+                return None
+
+
+class _Batch:
+    """State shared by the workers of one batch.
+
+    Outcomes go either into ``store`` (a dict that also serves as the seen-set and
+    keeps input order, for :func:`gather`) or through ``deliver`` (for :func:`stream`).
+    """
+
+    def __init__(
+        self,
+        client: KodMobiClient,
+        session_ids: Iterable[str] | AsyncIterable[str],
+        concurrency: int,
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
+        *,
+        store: dict[str, Outcome] | None = None,
+        deliver: Callable[[tuple[str, Outcome]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.concurrency = _check_concurrency(concurrency)
+        self.timeout, self.limit = _check_timeout(client, timeout)
+        self.client = client
+        self.source = _Source(session_ids)
+        self.on_progress = on_progress
+        self.store = store
+        self.deliver = deliver
+        self.seen: set[str] | dict[str, Outcome] = store if store is not None else set()
+        self.done = 0
+        self.fatal: KodMobiError | None = None
+
+    def _progress(self) -> None:
+        self.done += 1
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.source.total)
+
+    def _mark_seen(self, session_id: str) -> None:
+        if self.store is not None:
+            # Reserves the id's place so the result keeps input order.
+            self.store[session_id] = _PENDING  # type: ignore[assignment]
+        else:
+            self.seen.add(session_id)  # type: ignore[union-attr]
+
+    async def _worker(self) -> None:
+        fetch = self.client._fetch
+        source = self.source
+        seen = self.seen
+        store = self.store
+        deliver = self.deliver
+        timeout, limit = self.timeout, self.limit
+        while self.fatal is None:
+            session_id = await source.next()
+            if session_id is None:
+                return
+            if not isinstance(session_id, str):
+                # Junk in the input is an outcome like any bad id; key it by its repr
+                # so it can be reported (a list, say, is not even hashable).
+                session_id = repr(session_id)
+            if session_id in seen:
+                self._progress()
+                continue
+            self._mark_seen(session_id)
+            outcome: Outcome
+            try:
+                outcome = await fetch(session_id, timeout, limit)
+            except _FATAL as error:
+                if self.fatal is None:
+                    self.fatal = error
+                return
+            except KodMobiError as error:
+                outcome = error
+            if store is not None:
+                store[session_id] = outcome
+            else:
+                assert deliver is not None  # noqa: S101 -- one of the two is always set
+                await deliver((session_id, outcome))
+            self._progress()
+
+    async def run(self) -> None:
+        """Run the workers; on the first fatal error cancel the rest and raise it."""
+        workers = [asyncio.ensure_future(self._worker()) for _ in range(self.concurrency)]
+        try:
+            waiting = set(workers)
+            while waiting and self.fatal is None:
+                finished, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    task.result()  # a bug in a worker, or in on_progress, surfaces here
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        if self.fatal is not None:
+            raise self.fatal
+
+
+async def gather(
+    client: KodMobiClient,
+    session_ids: Iterable[str] | AsyncIterable[str],
+    *,
+    concurrency: int,
+    timeout: float | None,
+    on_progress: ProgressCallback | None,
+) -> BatchResult:
+    """Implementation of :meth:`KodMobiClient.gather_session_channels`."""
+    outcomes: dict[str, Outcome] = {}
+    batch = _Batch(client, session_ids, concurrency, timeout, on_progress, store=outcomes)
+    try:
+        await batch.run()
+    except _FATAL as error:
+        missing = tuple(k for k, v in outcomes.items() if v is _PENDING)
+        done = {k: v for k, v in outcomes.items() if v is not _PENDING}
+        error.partial_result = BatchResult(done, missing)
+        raise
+    return BatchResult(outcomes)
+
+
+async def stream(
+    client: KodMobiClient,
+    session_ids: Iterable[str] | AsyncIterable[str],
+    *,
+    concurrency: int,
+    timeout: float | None,
+    on_progress: ProgressCallback | None,
+) -> AsyncIterator[tuple[str, Outcome]]:
+    """Implementation of :meth:`KodMobiClient.iter_session_channels`."""
+    # Bounded, so a slow consumer holds the workers back instead of piling up outcomes.
+    queue: asyncio.Queue[tuple[str, Outcome] | None] = asyncio.Queue(maxsize=concurrency * 2)
+    batch = _Batch(client, session_ids, concurrency, timeout, on_progress, deliver=queue.put)
+
+    async def supervise() -> None:
+        try:
+            await batch.run()
+        except asyncio.CancelledError:
+            raise  # only the consumer cancels us, and it is no longer listening
+        except BaseException:
+            await queue.put(None)
+            raise
+        await queue.put(None)
+
+    supervisor = asyncio.ensure_future(supervise())
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            yield item
+        while not queue.empty():  # outcomes that raced the end marker
+            item = queue.get_nowait()
+            if item is not None:
+                yield item
+        await supervisor  # raises the fatal error that stopped the batch, if any
+    finally:
+        supervisor.cancel()
+        await asyncio.gather(supervisor, return_exceptions=True)

@@ -1,0 +1,493 @@
+"""The client: the one module that does network I/O.
+
+It asks ``_protocol`` what to send and what an answer means, and ``_retry`` whether
+to try again; what is left here is sockets, deadlines and the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from importlib.metadata import version
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import aiohttp
+from yarl import URL
+
+from . import _protocol
+from ._clock import Clock, SystemClock
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    ClientStateError,
+    ConfigurationError,
+    ResponseValidationError,
+)
+from ._models import SessionChannel
+from ._retry import Retrier, RetryPolicy
+from ._throttle import PauseGate, RetryBudget
+
+if TYPE_CHECKING:
+    from ._batch import BatchResult, Outcome, ProgressCallback
+
+__all__ = ["KodMobiClient"]
+
+logger = logging.getLogger("kodmobi_async")
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 100
+_GET = "GET"
+_PATH = _protocol.CHANNELS_PATH
+# Statuses whose Retry-After speaks for the whole service, not one request.
+_PAUSING_STATUSES = frozenset({429, 503})
+
+
+def _user_agent() -> str:
+    return f"kodmobi-async/{version('kodmobi-async')} aiohttp/{aiohttp.__version__}"
+
+
+class KodMobiClient:
+    """An asyncio client for kod.mobi's ``/session/channels``, with pooling and retries.
+
+    Use it as an async context manager so its connection pool is closed::
+
+        async with KodMobiClient() as client:
+            channels = await client.get_session_channels()
+
+    One client is meant to live as long as your application (a FastAPI lifespan, a
+    worker process) and be shared by all its tasks; it is bound to the event loop it is
+    first used in.
+
+    Args:
+        api_key: The project's kod.mobi key, sent as ``x-api-key``. Defaults to the
+            ``KODMOBI_API_KEY`` environment variable.
+        base_url: API root. Defaults to ``KODMOBI_BASE_URL``, then
+            ``https://api.kod.mobi``. Plain ``http://`` is accepted only for loopback
+            hosts unless ``allow_http`` is set.
+        timeout: Deadline in seconds for one whole call, every retry and wait included.
+            Each attempt gets a share of it (see :attr:`RetryPolicy.attempt_timeout`).
+        retry: How failed calls are retried; defaults to :class:`RetryPolicy()`.
+        max_connections: Size of the connection pool the client owns.
+        language: ``"en"`` or ``"ru"``, sent as ``Accept-Language`` to localize the
+            ``error`` text of failures. ``None`` leaves the service's default.
+        session: Your own :class:`aiohttp.ClientSession` to send requests through. The
+            client then never closes it, and ``max_connections`` does not apply.
+        allow_http: Accept a plain ``http://`` ``base_url`` to a non-loopback host.
+        clock: Where the client reads time and sleeps (backoff, ``Retry-After``);
+            tests pass :class:`kodmobi_async.testing.FakeClock`.
+
+    Raises:
+        ConfigurationError: No API key, an unsafe or malformed ``base_url``, or an
+            argument out of range.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        language: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        allow_http: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        environ = os.environ
+        key = _protocol.resolve_api_key(api_key, environ)
+        self._base_url = _protocol.resolve_base_url(base_url, environ, allow_http=allow_http)
+        if not _is_positive_seconds(timeout):
+            msg = f"timeout must be a positive number of seconds, got {timeout!r}"
+            raise ConfigurationError(msg)
+        if type(max_connections) is not int or max_connections < 1:
+            msg = f"max_connections must be an integer >= 1, got {max_connections!r}"
+            raise ConfigurationError(msg)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            msg = f"retry must be a RetryPolicy, got {type(retry).__name__}"
+            raise ConfigurationError(msg)
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            msg = f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
+            raise ConfigurationError(msg)
+        self._language = _protocol.validate_language(language)
+        self._timeout = float(timeout)
+        self._policy = retry if retry is not None else RetryPolicy()
+        self._max_connections = max_connections
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._attempt_limit = self._policy.attempt_limit(self._timeout)
+
+        headers = {
+            "x-api-key": key,
+            "Accept": "application/json",
+            "User-Agent": _user_agent(),
+        }
+        if self._language is not None:
+            headers["Accept-Language"] = self._language
+        # Kept out of any attribute whose repr a user might print.
+        self._headers: Mapping[str, str] = _HiddenHeaders(headers)
+
+        self._project_url = URL(self._base_url + _PATH, encoded=True)
+        self._session_url_prefix = f"{self._base_url}{_PATH}?session_id="
+
+        self._session = session
+        self._owns_session = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+        self._budget = RetryBudget(self._policy.budget, self._policy.budget_refill)
+        self._gate = PauseGate()
+        self._retrier = Retrier(self._policy, self._clock, self._budget, logger)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def __aenter__(self) -> KodMobiClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool the client owns; a caller's session is left open.
+
+        Safe to call more than once. A closed client refuses further calls.
+        """
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to."""
+        return self._base_url
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of one call, in seconds."""
+        return self._timeout
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The :class:`RetryPolicy` in force."""
+        return self._policy
+
+    @property
+    def language(self) -> str | None:
+        """The ``Accept-Language`` sent, if any."""
+        return self._language
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<KodMobiClient {state} base_url={self._base_url!r} timeout={self._timeout:g} "
+            f"attempts={self._policy.attempts}>"
+        )
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            msg = (
+                "this KodMobiClient is closed; create a new client, and keep it open for "
+                "as long as you make calls (e.g. inside `async with KodMobiClient() as c:`)"
+            )
+            raise ClientStateError(msg)
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            msg = (
+                "this KodMobiClient was first used in another event loop; a client (and "
+                "its connection pool) belongs to one loop: create one client per loop"
+            )
+            raise ClientStateError(msg)
+        session = self._session
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                headers=dict(self._headers),
+                timeout=aiohttp.ClientTimeout(total=self._attempt_limit),
+                raise_for_status=False,
+            )
+            self._session = session
+        elif session.closed:
+            msg = "the aiohttp.ClientSession given to KodMobiClient(session=...) is closed"
+            raise ClientStateError(msg)
+        return session
+
+    # -- calls -------------------------------------------------------------------
+
+    async def get_session_channels(self, session_id: str | None = None) -> list[SessionChannel]:
+        """The project's channels, or their state for one session.
+
+        Args:
+            session_id: A session's ULID (from kod.mobi's session/create) to get the
+                channels as they stand for that user (active flags, cool-downs), or
+                ``None`` for the project-level list.
+
+        Returns:
+            The channels, in the service's order.
+
+        Raises:
+            InvalidSessionIdError: ``session_id`` is not a ULID (nothing was sent).
+            AuthenticationError: The API key was rejected (401).
+            NotFoundError: kod.mobi does not know the session (404).
+            APIStatusError: Any other error status, after retries where they apply.
+            APIConnectionError: No answer could be had; ``APITimeoutError`` when the
+                deadline passed.
+            ResponseValidationError: A success answer that is not a list of channels.
+            RetryBudgetExhaustedError: A retry was due but too many calls are failing.
+            ClientStateError: The client is closed or belongs to another event loop.
+        """
+        return await self._fetch(session_id, self._timeout, self._attempt_limit)
+
+    async def _fetch(
+        self, session_id: str | None, timeout: float, limit: float
+    ) -> list[SessionChannel]:
+        if session_id is None:
+            url = self._project_url
+        else:
+            _protocol.validate_session_id(session_id)
+            url = URL(self._session_url_prefix + session_id, encoded=True)
+        session = self._ensure_session()
+        deadline = self._clock.monotonic() + timeout
+        try:
+            return await self._attempt(session, url, 1, deadline, limit, session_id)
+        except APIError as error:
+            if self._policy.attempts == 1 or not self._policy.is_retryable(error):
+                raise
+            first_error = error
+
+        async def again(attempt: int) -> list[SessionChannel]:
+            return await self._attempt(session, url, attempt, deadline, limit, session_id)
+
+        return await self._retrier.run(
+            first_error, again, deadline=deadline, label=_label(session_id)
+        )
+
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        attempt: int,
+        deadline: float,
+        limit: float,
+        session_id: str | None,
+    ) -> list[SessionChannel]:
+        clock = self._clock
+        now = clock.monotonic()
+        if self._gate.until > now:
+            await self._wait_at_gate(now, deadline, session_id)
+            now = clock.monotonic()
+        remaining = deadline - now
+        if remaining <= 0:
+            msg = f"the deadline of {_GET} {_PATH} passed before attempt {attempt}"
+            raise APITimeoutError(msg, method=_GET, path=_PATH)
+        started = time.perf_counter()
+        try:
+            if self._owns_session and remaining >= limit and limit == self._attempt_limit:
+                # The session's default timeout is already `limit`: pass nothing extra.
+                response_cm = session.get(url, allow_redirects=False)
+            else:
+                limit = min(limit, remaining)
+                response_cm = session.get(
+                    url,
+                    allow_redirects=False,
+                    headers=self._headers if not self._owns_session else None,
+                    timeout=aiohttp.ClientTimeout(total=limit),
+                    raise_for_status=False,
+                )
+            async with response_cm as response:
+                status = response.status
+                headers = response.headers
+                body = await _read_body(response)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            self._log_attempt(session_id, attempt, "timeout", started)
+            msg = f"kod.mobi did not answer {_GET} {_PATH} within {limit:.3g} s (attempt {attempt})"
+            raise APITimeoutError(msg, method=_GET, path=_PATH) from exc
+        except aiohttp.ClientError as exc:
+            self._log_attempt(session_id, attempt, type(exc).__name__, started)
+            msg = f"could not get an answer from kod.mobi for {_GET} {_PATH}: {_describe(exc)}"
+            raise APIConnectionError(msg, method=_GET, path=_PATH) from exc
+        except _BodyTooLargeError as exc:
+            self._log_attempt(session_id, attempt, "body too large", started)
+            msg = (
+                f"kod.mobi answered {_GET} {_PATH} with a body over "
+                f"{_protocol.MAX_BODY_BYTES} bytes ({exc}); refused without reading it"
+            )
+            raise ResponseValidationError(msg, status=exc.status, method=_GET, path=_PATH) from None
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log_attempt(session_id, attempt, status, started)
+        if 200 <= status < 300:
+            channels = _protocol.decode_channels_response(status, headers, body)
+            self._budget.on_success()
+            return channels
+        error = _protocol.status_error(status, headers, body, method=_GET, path=_PATH)
+        if error.retry_after is not None and status in _PAUSING_STATUSES:
+            pause = min(error.retry_after, self._policy.max_retry_after)
+            self._gate.pause_until(clock.monotonic() + pause)
+        raise error
+
+    async def _wait_at_gate(self, now: float, deadline: float, session_id: str | None) -> None:
+        until = self._gate.until
+        if until >= deadline:
+            msg = (
+                f"kod.mobi asked this client to pause for {until - now:.3g} s (Retry-After), "
+                f"past the deadline of {_GET} {_PATH}"
+            )
+            raise APITimeoutError(msg, method=_GET, path=_PATH)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s waits %.3f s at the rate-limit pause", _label(session_id), until - now)
+        await self._clock.sleep(until - now)
+
+    def _log_attempt(
+        self, session_id: str | None, attempt: int, outcome: object, started: float
+    ) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s -> %s in %.1f ms (attempt %d)",
+                _label(session_id),
+                outcome,
+                (time.perf_counter() - started) * 1000,
+                attempt,
+            )
+
+    # -- batches -----------------------------------------------------------------
+
+    async def gather_session_channels(
+        self,
+        session_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = 50,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> BatchResult:
+        """Look up many sessions at once, with one outcome per distinct id.
+
+        See :func:`kodmobi_async.BatchResult` and the batch how-to for details.
+
+        Args:
+            session_ids: Any iterable or async iterable of ids; duplicates are looked
+                up once. It is consumed lazily, so a generator of millions is fine.
+            concurrency: How many lookups run at a time.
+            timeout: Deadline for each lookup, counted from when it starts (not while it
+                waits for a slot); defaults to the client's ``timeout``.
+            on_progress: Called as ``on_progress(done, total)`` after each lookup;
+                ``total`` is ``None`` when the input's length is not known.
+
+        Returns:
+            A :class:`BatchResult` mapping each id, in input order, to its channels or
+            its error.
+
+        Raises:
+            AuthenticationError: The key was rejected; the batch stops at once.
+            PermissionDeniedError: The key may not do this; the batch stops at once.
+            ValueError: ``concurrency`` is not a positive integer.
+        """
+        from ._batch import gather
+
+        return await gather(
+            self, session_ids, concurrency=concurrency, timeout=timeout, on_progress=on_progress
+        )
+
+    def iter_session_channels(
+        self,
+        session_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = 50,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[tuple[str, Outcome]]:
+        """Like :meth:`gather_session_channels`, but yield each outcome as it is ready.
+
+        Args:
+            session_ids: Any iterable or async iterable of ids.
+            concurrency: How many lookups run at a time.
+            timeout: Deadline for each lookup, counted from when it starts.
+            on_progress: Called as ``on_progress(done, total)`` after each lookup.
+
+        Returns:
+            An async iterator of ``(session_id, channels_or_error)`` in completion
+            order. Leaving the loop early (``break``) cancels the remaining lookups.
+
+        Raises:
+            AuthenticationError: The key was rejected; the iteration stops at once.
+            PermissionDeniedError: The key may not do this; the iteration stops.
+            ValueError: ``concurrency`` is not a positive integer.
+        """
+        from ._batch import stream
+
+        return stream(
+            self, session_ids, concurrency=concurrency, timeout=timeout, on_progress=on_progress
+        )
+
+
+class _HiddenHeaders(dict[str, str]):
+    """Request headers whose repr never shows the API key."""
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k.lower() == "x-api-key" else v) for k, v in self.items()}
+        return repr(shown)
+
+
+class _BodyTooLargeError(Exception):
+    def __init__(self, detail: str, status: int) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """Read the body, refusing anything over the limit without holding it in memory."""
+    limit = _protocol.MAX_BODY_BYTES
+    length = response.content_length
+    if length is not None:
+        if length > limit:
+            detail = f"Content-Length {length}"
+            raise _BodyTooLargeError(detail, response.status)
+        if "Content-Encoding" not in response.headers:
+            return await response.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            detail = f"more than {limit} bytes streamed"
+            raise _BodyTooLargeError(detail, response.status)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_positive_seconds(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _label(session_id: str | None) -> str:
+    if session_id is None:
+        return f"{_GET} {_PATH}"
+    return f"{_GET} {_PATH} session={_protocol.mask_session_id(session_id)}"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

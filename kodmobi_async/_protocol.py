@@ -1,0 +1,391 @@
+"""kod.mobi's wire protocol as pure functions: no sockets, no event loop, no aiohttp.
+
+Everything here takes and returns plain values (strings, bytes, mappings), so the rules
+of the API (what a valid session id is, how a request looks, how a status and a body
+become channels or a typed error) are tested with bytes alone, and the client is left
+with nothing but I/O.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import _converter
+from ._errors import (
+    APIStatusError,
+    ConfigurationError,
+    InvalidSessionIdError,
+    RedirectError,
+    ResponseValidationError,
+    status_error_class,
+)
+from ._models import SessionChannel
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "CHANNELS_PATH",
+    "DEFAULT_BASE_URL",
+    "LANGUAGES",
+    "MAX_BODY_BYTES",
+    "decode_channels_response",
+    "mask_session_id",
+    "parse_retry_after",
+    "resolve_api_key",
+    "resolve_base_url",
+    "status_error",
+    "validate_language",
+    "validate_session_id",
+]
+
+API_KEY_ENV = "KODMOBI_API_KEY"
+BASE_URL_ENV = "KODMOBI_BASE_URL"
+DEFAULT_BASE_URL = "https://api.kod.mobi"
+CHANNELS_PATH = "/session/channels"
+LANGUAGES = frozenset({"en", "ru"})
+# Channel lists are a few hundred bytes; anything near this is not kod.mobi talking.
+MAX_BODY_BYTES = 1024 * 1024
+
+# Crockford base32 without I, L, O, U; the first character is at most 7 because a
+# ULID is 128 bits and 26 * 5 = 130.
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+_EXCERPT_CHARS = 200
+
+
+def validate_session_id(session_id: object) -> str:
+    """Check that ``session_id`` is a ULID and return it unchanged.
+
+    Args:
+        session_id: What the caller passed.
+
+    Returns:
+        The same string.
+
+    Raises:
+        InvalidSessionIdError: It is not a 26-character Crockford base32 ULID.
+    """
+    if type(session_id) is str and len(session_id) == 26 and _ULID.fullmatch(session_id):
+        return session_id
+    raise InvalidSessionIdError(_session_id_problem(session_id), session_id=session_id)
+
+
+def _session_id_problem(value: object) -> str:
+    expected = (
+        "a session id must be a ULID: 26 characters of Crockford base32 "
+        "(0-9 and upper-case A-Z without I, L, O, U), first character 0-7, "
+        "as returned by kod.mobi's session/create"
+    )
+    if not isinstance(value, str):
+        return f"{expected}; got {type(value).__name__}"
+    if value == "":
+        return f"{expected}; got an empty string (pass None, or nothing, for no session)"
+    if len(value) != 26:
+        return f"{expected}; got {len(value)} characters: {mask_session_id(value)!r}"
+    if _ULID.fullmatch(value.upper()):
+        # Case-insensitive by the ULID spec, but one spelling per id keeps batch keys and
+        # duplicate detection exact.
+        return f"{expected}; got lower-case letters: pass session_id.upper()"
+    bad = sorted({c for c in value if not re.fullmatch(r"[0-9A-HJKMNP-TV-Z]", c)})
+    if bad:
+        return f"{expected}; got characters outside the alphabet: {''.join(bad)!r}"
+    return f"{expected}; got first character {value[0]!r}, which overflows 128 bits"
+
+
+def mask_session_id(session_id: str) -> str:
+    """Shorten a session id for logs: enough to correlate, not enough to replay.
+
+    Args:
+        session_id: Any string.
+
+    Returns:
+        ``"01HZX3…E5F6"`` for a ULID; short strings are masked whole.
+    """
+    if len(session_id) <= 10:
+        return "…"
+    return f"{session_id[:6]}…{session_id[-4:]}"
+
+
+def resolve_api_key(api_key: str | None, environ: Mapping[str, str]) -> str:
+    """The key to send: the argument, else ``KODMOBI_API_KEY``.
+
+    Raises:
+        ConfigurationError: Neither is set, or the key is blank or not header-safe.
+    """
+    key = api_key if api_key is not None else environ.get(API_KEY_ENV)
+    if key is None:
+        msg = (
+            f"no kod.mobi API key: pass api_key=... or set the {API_KEY_ENV} environment "
+            "variable (the project's public key, from user.kod.mobi → settings → api-key)"
+        )
+        raise ConfigurationError(msg)
+    if not isinstance(key, str):
+        msg = f"api_key must be a string, got {type(key).__name__}"
+        raise ConfigurationError(msg)
+    if not key.strip():
+        where = "api_key" if api_key is not None else API_KEY_ENV
+        msg = f"{where} is empty; set it to the project's kod.mobi API key"
+        raise ConfigurationError(msg)
+    if key != key.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        # Never echo the key itself, not even in this message.
+        msg = "the API key contains whitespace or control characters; copy it again"
+        raise ConfigurationError(msg)
+    return key
+
+
+def resolve_base_url(
+    base_url: str | None, environ: Mapping[str, str], *, allow_http: bool = False
+) -> str:
+    """The API root: the argument, else ``KODMOBI_BASE_URL``, else production.
+
+    Args:
+        base_url: What the caller passed.
+        environ: Where to look for ``KODMOBI_BASE_URL``.
+        allow_http: Accept ``http://`` for a host that is not loopback.
+
+    Returns:
+        The URL without a trailing slash, so paths can be appended.
+
+    Raises:
+        ConfigurationError: Not an absolute http(s) URL, or plain http to a remote host
+            without ``allow_http``.
+    """
+    url = base_url if base_url is not None else environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    source = "base_url" if base_url is not None else BASE_URL_ENV
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- property access validates the port
+    except ValueError as exc:
+        msg = f"{source} {url!r} is not a valid URL: {exc}"
+        raise ConfigurationError(msg) from exc
+    if parts.scheme not in {"http", "https"} or not host:
+        msg = f"{source} must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, got {url!r}"
+        raise ConfigurationError(msg)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        msg = f"{source} must not carry credentials, a query or a fragment, got {url!r}"
+        raise ConfigurationError(msg)
+    if parts.scheme == "http" and not allow_http and not _is_loopback(host):
+        msg = (
+            f"{source} {url!r} uses plain http to a non-loopback host, which would send "
+            "the API key in clear text; use https, or pass allow_http=True if you really "
+            "mean it"
+        )
+        raise ConfigurationError(msg)
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_language(language: str | None) -> str | None:
+    """Check an ``Accept-Language`` choice.
+
+    Raises:
+        ConfigurationError: Not one of the languages kod.mobi speaks.
+    """
+    if language is None or language in LANGUAGES:
+        return language
+    msg = f"language must be one of {sorted(LANGUAGES)} (or None for the default), got {language!r}"
+    raise ConfigurationError(msg)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date).
+
+    Args:
+        value: The header's value, or ``None`` when absent.
+        now: The current time, for HTTP dates; defaults to the system clock.
+
+    Returns:
+        Non-negative seconds, or ``None`` when absent or unparseable.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = now if now is not None else datetime.now(timezone.utc)
+    return max(0.0, (when - current).total_seconds())
+
+
+def decode_channels_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str = "GET",
+    path: str = CHANNELS_PATH,
+) -> list[SessionChannel]:
+    """Turn a ``/session/channels`` response into channels, or raise its error.
+
+    Args:
+        status: HTTP status code.
+        headers: Response headers (a case-insensitive mapping, or lower-case keys).
+        body: The raw body.
+        method: Request method, for error messages.
+        path: Request path, for error messages.
+
+    Returns:
+        The channels, in the order the service sent them.
+
+    Raises:
+        APIStatusError: A non-2xx status (the subclass matches the status).
+        ResponseValidationError: A 2xx whose body is not a JSON array of channels.
+    """
+    if not 200 <= status < 300:
+        raise status_error(status, headers, body, method=method, path=path)
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        msg = (
+            f"kod.mobi answered {status} to {method} {path} with a body that is not JSON: "
+            f"{_excerpt(body)!r}"
+        )
+        raise ResponseValidationError(
+            msg, status=status, field_path=None, method=method, path=path
+        ) from exc
+    # The legacy v1 API wrapped results as {"success": true, "data": ...}; accept that
+    # shape too rather than fail if a deployment still answers with it.
+    if type(data) is dict and data.get("success") is True and "data" in data:
+        data = data["data"]
+    try:
+        return _converter.structure_channels(data)
+    except Exception as exc:
+        detail, field_path = _converter.describe_error(exc)
+        msg = f"kod.mobi answered {method} {path} with channels that do not fit the model: {detail}"
+        raise ResponseValidationError(
+            msg, status=status, field_path=field_path, method=method, path=path
+        ) from exc
+
+
+def status_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str = "GET",
+    path: str = "",
+) -> APIStatusError:
+    """Build the typed error for a non-success response.
+
+    Reads kod.mobi's envelope (``success``, ``error``, ``error_params``, ``status``,
+    ``sys_message``) when the body is one, and a short excerpt of anything else.
+
+    Returns:
+        An :class:`APIStatusError` subclass chosen by ``status``.
+    """
+    error: str | None = None
+    sys_message: str | None = None
+    error_params: dict[str, Any] = {}
+    envelope = _envelope(body)
+    if envelope is not None:
+        error = _opt_str(envelope.get("error"))
+        sys_message = _opt_str(envelope.get("sys_message"))
+        params = envelope.get("error_params")
+        if isinstance(params, dict):
+            error_params = params
+    elif body:
+        error = _excerpt(body)
+    retry_after = parse_retry_after(_header(headers, "retry-after"))
+    cls = status_error_class(status)
+    what = f"kod.mobi answered {status}"
+    if sys_message:
+        what += f" {sys_message}"
+    if error:
+        what += f": {error}"
+    msg = f"{what} ({method} {path})"
+    if cls is RedirectError:
+        location = _header(headers, "location")
+        msg = (
+            f"kod.mobi answered {status} to {method} {path}, redirecting to {location!r}; "
+            "redirects are not followed so the API key stays with the configured host: "
+            "check base_url"
+        )
+        return RedirectError(
+            msg,
+            location=location,
+            status=status,
+            error=error,
+            sys_message=sys_message,
+            error_params=error_params,
+            retry_after=retry_after,
+            method=method,
+            path=path,
+        )
+    if retry_after is not None:
+        msg += f"; Retry-After {retry_after:g} s"
+    return cls(
+        msg,
+        status=status,
+        error=error,
+        sys_message=sys_message,
+        error_params=error_params,
+        retry_after=retry_after,
+        method=method,
+        path=path,
+    )
+
+
+def _envelope(body: bytes) -> dict[str, Any] | None:
+    if body.lstrip()[:1] != b"{":
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if type(data) is not dict or not ({"error", "sys_message"} & data.keys()):
+        return None
+    return data
+
+
+def _opt_str(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        # Plain dicts from tests or other transports may keep the server's casing.
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if key.lower() == lowered:
+                return candidate
+    return value
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[: _EXCERPT_CHARS * 8].decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    text = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(html.unescape(text).split())
+    if len(text) > _EXCERPT_CHARS:
+        text = text[: _EXCERPT_CHARS - 1] + "…"
+    return text

@@ -1,0 +1,273 @@
+"""When and how long to retry. tenacity does the looping; it never leaves this module.
+
+A call's first attempt runs outside tenacity (see ``_client``): most calls succeed at
+once, and entering tenacity's machinery costs more than the request's own client-side
+work. Only a failed first attempt is handed to :class:`Retrier`, which replays that
+failure into tenacity so the decision, wait and logging for every later attempt live
+in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import attrs
+from tenacity import AsyncRetrying, RetryCallState, stop_never
+
+from ._clock import Clock
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    ConfigurationError,
+    RetryBudgetExhaustedError,
+)
+from ._throttle import RetryBudget
+
+__all__ = ["DEFAULT_RETRY_STATUSES", "Retrier", "RetryPolicy"]
+
+T = TypeVar("T")
+
+DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _positive_int(name: str, value: object) -> None:
+    if type(value) is not int or value < 1:
+        msg = f"RetryPolicy.{name} must be an integer >= 1, got {value!r}"
+        raise ConfigurationError(msg)
+
+
+def _non_negative(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        msg = f"RetryPolicy.{name} must be a finite number >= 0, got {value!r}"
+        raise ConfigurationError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How a call is retried. Pass it as ``KodMobiClient(retry=RetryPolicy(...))``.
+
+    Connection errors, per-attempt timeouts and the statuses in ``retry_statuses``
+    are retried with exponential backoff (full jitter by default); other 4xx never
+    are. A ``Retry-After`` from the service replaces the backoff for that wait, capped
+    at ``max_retry_after``. No wait ever runs past the call's deadline (the client's
+    ``timeout``): when the next attempt cannot start in time, the last error is raised.
+
+    Every retry, in every call of a client, also takes one token from the client's
+    shared retry budget; each successful call returns ``budget_refill`` tokens. When
+    the budget is empty the call fails with :class:`RetryBudgetExhaustedError` instead
+    of retrying, so an outage does not multiply load by ``attempts``.
+
+    Attributes:
+        attempts: Total attempts per call, the first included; ``1`` disables retries.
+        initial_wait: Backoff before the second attempt, in seconds (the cap of the
+            jitter window when ``jitter`` is on); it doubles on each further attempt.
+        max_wait: Upper bound of any single backoff, in seconds.
+        jitter: Draw each wait uniformly from ``[0, backoff]`` ("full jitter"), so many
+            clients failing together do not retry in lockstep.
+        max_retry_after: Longest ``Retry-After`` honoured, in seconds; longer requests
+            are shortened to this.
+        retry_statuses: HTTP statuses worth another attempt.
+        attempt_timeout: Limit for one attempt, in seconds. ``None`` derives it from the
+            call's deadline: ``timeout / min(attempts, 3)``, so one hung attempt leaves
+            time for another.
+        budget: Retry tokens the client starts with and can hold (``math.inf`` turns
+            the budget off).
+        budget_refill: Tokens a successful call returns to the budget.
+    """
+
+    attempts: int = 4
+    initial_wait: float = 0.25
+    max_wait: float = 8.0
+    jitter: bool = True
+    max_retry_after: float = 60.0
+    retry_statuses: frozenset[int] = attrs.field(
+        default=DEFAULT_RETRY_STATUSES, converter=frozenset
+    )
+    attempt_timeout: float | None = None
+    budget: float = 100.0
+    budget_refill: float = 0.1
+
+    def __attrs_post_init__(self) -> None:
+        _positive_int("attempts", self.attempts)
+        for name in ("initial_wait", "max_wait", "max_retry_after", "budget_refill"):
+            _non_negative(name, getattr(self, name))
+        budget: object = self.budget  # checked at run time: callers may pass anything
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget >= 0:
+            msg = f"RetryPolicy.budget must be a number >= 0 (or math.inf), got {self.budget!r}"
+            raise ConfigurationError(msg)
+        if self.attempt_timeout is not None:
+            _non_negative("attempt_timeout", self.attempt_timeout)
+            if self.attempt_timeout == 0:
+                msg = "RetryPolicy.attempt_timeout must be > 0 seconds, or None to derive it"
+                raise ConfigurationError(msg)
+        bad = sorted(s for s in self.retry_statuses if type(s) is not int or not 400 <= s < 600)
+        if bad:
+            msg = f"RetryPolicy.retry_statuses must be 4xx/5xx status codes, got {bad!r}"
+            raise ConfigurationError(msg)
+
+    @classmethod
+    def disabled(cls) -> RetryPolicy:
+        """A policy that never retries (one attempt), handy in tests.
+
+        Returns:
+            ``RetryPolicy(attempts=1)``.
+        """
+        return cls(attempts=1)
+
+    def is_retryable(self, error: APIError) -> bool:
+        """Whether ``error`` is worth another attempt under this policy.
+
+        Args:
+            error: What an attempt raised.
+
+        Returns:
+            True for connection errors, per-attempt timeouts and retryable statuses.
+        """
+        if isinstance(error, APIStatusError):
+            return error.status in self.retry_statuses
+        return isinstance(error, APIConnectionError)
+
+    def backoff(self, attempt: int, error: APIError, rand: Callable[[], float]) -> float:
+        """Seconds to wait after attempt number ``attempt`` failed with ``error``.
+
+        Args:
+            attempt: The attempt that failed, counting from 1.
+            error: Its error; a ``retry_after`` on it wins over the backoff.
+            rand: Uniform random number source in ``[0, 1)``.
+
+        Returns:
+            The wait in seconds.
+        """
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(min(retry_after, self.max_retry_after))
+        ceiling = min(self.max_wait, self.initial_wait * 2.0 ** (attempt - 1))
+        return ceiling * rand() if self.jitter else ceiling
+
+    def attempt_limit(self, timeout: float) -> float:
+        """The per-attempt time limit for a call whose whole deadline is ``timeout``."""
+        if self.attempt_timeout is not None:
+            return min(self.attempt_timeout, timeout)
+        return timeout / min(self.attempts, 3)
+
+
+class Retrier:
+    """Runs attempts 2..n of a call whose first attempt failed.
+
+    Built once per client: the policy, clock, budget and logger are fixed; only the
+    per-call deadline and the attempt function vary.
+    """
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        clock: Clock,
+        budget: RetryBudget,
+        logger: logging.Logger,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._budget = budget
+        self._logger = logger
+        self._rand = rand
+
+    async def run(
+        self,
+        first_error: APIError,
+        attempt: Callable[[int], Awaitable[T]],
+        *,
+        deadline: float,
+        label: str,
+    ) -> T:
+        """Retry after ``first_error`` until success, a final error, or the deadline.
+
+        Args:
+            first_error: What the first attempt raised.
+            attempt: Makes one attempt; receives the attempt number (2, 3, ...).
+            deadline: The call's deadline on the client clock.
+            label: How log lines name the call (session id already masked).
+
+        Returns:
+            What the first successful attempt returned.
+
+        Raises:
+            APIError: The last attempt's own error, with ``attempts`` set.
+            RetryBudgetExhaustedError: A retry was due but the budget was empty.
+        """
+        policy = self.policy
+        pending: list[APIError] = [first_error]
+        attempts_made = 1
+        planned_wait = 0.0
+        out_of_budget = False
+
+        async def one_attempt() -> T:
+            nonlocal attempts_made
+            if pending:
+                # Replays the first attempt's failure so tenacity decides about it too.
+                raise pending.pop()
+            attempts_made += 1
+            return await attempt(attempts_made)
+
+        def should_retry(state: RetryCallState) -> bool:
+            nonlocal planned_wait, out_of_budget
+            assert state.outcome is not None  # noqa: S101 -- tenacity sets it before asking
+            error = state.outcome.exception()
+            if not isinstance(error, APIError) or not policy.is_retryable(error):
+                return False
+            if state.attempt_number >= policy.attempts:
+                return False
+            wait = policy.backoff(state.attempt_number, error, self._rand)
+            if self._clock.monotonic() + wait >= deadline:
+                return False
+            if not self._budget.try_acquire():
+                out_of_budget = True
+                return False
+            planned_wait = wait
+            return True
+
+        def log_retry(state: RetryCallState) -> None:
+            assert state.outcome is not None  # noqa: S101 -- set before before_sleep runs
+            error = state.outcome.exception()
+            self._logger.warning(
+                "retrying %s in %.3f s: attempt %d of %d failed with %s: %s",
+                label,
+                planned_wait,
+                state.attempt_number,
+                policy.attempts,
+                type(error).__name__,
+                error,
+            )
+
+        retrying = AsyncRetrying(
+            retry=should_retry,
+            wait=lambda _state: planned_wait,
+            stop=stop_never,
+            sleep=self._clock.sleep,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            result: T = await retrying(one_attempt)
+        except APIError as error:
+            error.attempts = attempts_made
+            if out_of_budget:
+                msg = (
+                    f"{label}: retry budget exhausted after {attempts_made} attempt(s); too "
+                    f"many calls of this client are failing (last error: {error})"
+                )
+                exhausted = RetryBudgetExhaustedError(msg, last_error=error)
+                exhausted.attempts = attempts_made
+                raise exhausted from error
+            raise
+        return result
