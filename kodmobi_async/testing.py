@@ -1,0 +1,36 @@
+"""Test helpers: a fake kod.mobi server that runs on a loopback port.
+
+The fake answers ``GET /session/channels`` like the real service, and can be scripted
+to misbehave (error statuses, dropped connections, broken or huge bodies, redirects) so
+that timeouts, retries, pooling and cancellation are tested over real sockets::
+
+    from kodmobi_async.testing import FakeKodMobi, Fault
+
+    async with FakeKodMobi() as fake:
+        session_id = fake.add_session()
+        fake.script(Fault.status(503), times=2)
+        ...  # point the client at fake.url with fake.api_key
+
+From sync code, or from another event loop, run it in a background thread with
+``with FakeKodMobi.in_thread() as fake``. Installing the package also registers pytest
+fixtures: ``kodmobi_fake`` (a fake in a thread) and ``kodmobi_fake_env`` (the same,
+with ``KODMOBI_API_KEY`` and ``KODMOBI_BASE_URL`` pointing at it).
+"""
+
+from __future__ import annotations
+
+from kodmobi_async._fake_faults import Fault
+from kodmobi_async._fake_server import (
+    FakeKodMobi,
+    RecordedRequest,
+    default_channels,
+    new_session_id,
+)
+
+__all__ = [
+    "FakeKodMobi",
+    "Fault",
+    "RecordedRequest",
+    "default_channels",
+    "new_session_id",
+]
