@@ -44,6 +44,7 @@ ProgressCallback = Callable[[int, Union[int, None]], None]  # noqa: UP007
 # Errors that would fail every further lookup the same way: stop the batch.
 _FATAL = (AuthenticationError, PermissionDeniedError)
 _PENDING: object = object()
+_END: object = object()
 
 
 class BatchResult(Mapping[str, Outcome]):
@@ -137,24 +138,25 @@ class _Source:
         self._lock = asyncio.Lock()
         self.exhausted = False
 
-    async def next(self) -> str | None:
+    async def next(self) -> object:
+        """The next item of the input, or ``_END``; a ``None`` in the input is an item."""
         if self.exhausted:
-            return None
+            return _END
         if self._sync is not None:
             try:
                 return next(self._sync)
             except StopIteration:
                 self.exhausted = True
-                return None
+                return _END
         assert self._async is not None  # noqa: S101 -- one of the two is always set
         async with self._lock:
             if self.exhausted:
-                return None
+                return _END
             try:
                 return await anext(self._async)
             except StopAsyncIteration:
                 self.exhausted = True
-                return None
+                return _END
 
 
 class _Batch:
@@ -206,13 +208,12 @@ class _Batch:
         deliver = self.deliver
         timeout, limit = self.timeout, self.limit
         while self.fatal is None:
-            session_id = await source.next()
-            if session_id is None:
+            item = await source.next()
+            if item is _END:
                 return
-            if not isinstance(session_id, str):
-                # Junk in the input is an outcome like any bad id; key it by its repr
-                # so it can be reported (a list, say, is not even hashable).
-                session_id = repr(session_id)
+            # Junk in the input is an outcome like any bad id; key it by its repr so it
+            # can be reported (a list, say, is not even hashable).
+            session_id = item if isinstance(item, str) else repr(item)
             if session_id in seen:
                 self._progress()
                 continue

@@ -74,7 +74,7 @@ def validate_session_id(session_id: object) -> str:
     Raises:
         InvalidSessionIdError: It is not a 26-character Crockford base32 ULID.
     """
-    if type(session_id) is str and len(session_id) == 26 and _ULID.fullmatch(session_id):
+    if isinstance(session_id, str) and len(session_id) == 26 and _ULID.fullmatch(session_id):
         return session_id
     raise InvalidSessionIdError(_session_id_problem(session_id), session_id=session_id)
 
