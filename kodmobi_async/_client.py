@@ -80,7 +80,7 @@ class KodMobiClient:
             client then never closes it, and ``max_connections`` does not apply.
         allow_http: Accept a plain ``http://`` ``base_url`` to a non-loopback host.
         clock: Where the client reads time and sleeps (backoff, ``Retry-After``);
-            tests pass :class:`kodmobi_async.testing.FakeClock`.
+            tests pass :class:`kodmobi_async.FakeClock`.
 
     Raises:
         ConfigurationError: No API key, an unsafe or malformed ``base_url``, or an

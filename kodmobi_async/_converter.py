@@ -112,7 +112,13 @@ def structure_channels(data: Any) -> list[SessionChannel]:
 
 
 def _json_kind(value: object) -> str:
-    kinds = {dict: "an object", str: "a string", bool: "a boolean", int: "a number"}
+    kinds = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+    }
     if value is None:
         return "null"
     return kinds.get(type(value), "a number" if isinstance(value, float) else _type_name(value))

@@ -60,6 +60,7 @@ MAX_BODY_BYTES = 1024 * 1024
 _ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 _EXCERPT_CHARS = 200
+_USERINFO = re.compile(r"//[^/?#]*@")
 
 
 def validate_session_id(session_id: object) -> str:
@@ -161,22 +162,25 @@ def resolve_base_url(
     """
     url = base_url if base_url is not None else environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     source = "base_url" if base_url is not None else BASE_URL_ENV
+    shown = _USERINFO.sub("//***@", url)  # never echo a password or a key in the URL
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 -- property access validates the port
     except ValueError as exc:
-        msg = f"{source} {url!r} is not a valid URL: {exc}"
+        msg = f"{source} {shown!r} is not a valid URL: {exc}"
         raise ConfigurationError(msg) from exc
     if parts.scheme not in {"http", "https"} or not host:
-        msg = f"{source} must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, got {url!r}"
+        msg = (
+            f"{source} must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, got {shown!r}"
+        )
         raise ConfigurationError(msg)
-    if parts.query or parts.fragment or parts.username or parts.password:
-        msg = f"{source} must not carry credentials, a query or a fragment, got {url!r}"
+    if "?" in url or "#" in url or "@" in parts.netloc:
+        msg = f"{source} must not carry credentials, a query or a fragment, got {shown!r}"
         raise ConfigurationError(msg)
     if parts.scheme == "http" and not allow_http and not _is_loopback(host):
         msg = (
-            f"{source} {url!r} uses plain http to a non-loopback host, which would send "
+            f"{source} {shown!r} uses plain http to a non-loopback host, which would send "
             "the API key in clear text; use https, or pass allow_http=True if you really "
             "mean it"
         )
@@ -322,10 +326,10 @@ def status_error(
     msg = f"{what} ({method} {path})"
     if cls is RedirectError:
         location = _header(headers, "location")
+        where = f"redirecting to {location!r}" if location else "a redirect without Location"
         msg = (
-            f"kod.mobi answered {status} to {method} {path}, redirecting to {location!r}; "
-            "redirects are not followed so the API key stays with the configured host: "
-            "check base_url"
+            f"kod.mobi answered {status} to {method} {path}, {where}; redirects are not "
+            "followed so the API key stays with the configured host: check base_url"
         )
         return RedirectError(
             msg,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import attrs
@@ -39,6 +39,17 @@ def _positive_int(name: str, value: object) -> None:
     if type(value) is not int or value < 1:
         msg = f"RetryPolicy.{name} must be an integer >= 1, got {value!r}"
         raise ConfigurationError(msg)
+
+
+def _status_set(value: Iterable[int]) -> frozenset[int]:
+    try:
+        return frozenset(value)
+    except TypeError:
+        msg = (
+            "RetryPolicy.retry_statuses must be a collection of 4xx/5xx status codes "
+            f"such as {{429, 503}}, got {value!r}"
+        )
+        raise ConfigurationError(msg) from None
 
 
 def _non_negative(name: str, value: object) -> None:
@@ -91,7 +102,7 @@ class RetryPolicy:
     jitter: bool = True
     max_retry_after: float = 60.0
     retry_statuses: frozenset[int] = attrs.field(
-        default=DEFAULT_RETRY_STATUSES, converter=frozenset
+        default=DEFAULT_RETRY_STATUSES, converter=_status_set
     )
     attempt_timeout: float | None = None
     budget: float = 100.0
@@ -110,7 +121,9 @@ class RetryPolicy:
             if self.attempt_timeout == 0:
                 msg = "RetryPolicy.attempt_timeout must be > 0 seconds, or None to derive it"
                 raise ConfigurationError(msg)
-        bad = sorted(s for s in self.retry_statuses if type(s) is not int or not 400 <= s < 600)
+        bad = sorted(
+            (s for s in self.retry_statuses if type(s) is not int or not 400 <= s < 600), key=repr
+        )
         if bad:
             msg = f"RetryPolicy.retry_statuses must be 4xx/5xx status codes, got {bad!r}"
             raise ConfigurationError(msg)
@@ -151,7 +164,10 @@ class RetryPolicy:
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
             return float(min(retry_after, self.max_retry_after))
-        ceiling = min(self.max_wait, self.initial_wait * 2.0 ** (attempt - 1))
+        try:
+            ceiling = min(self.max_wait, self.initial_wait * 2.0 ** (attempt - 1))
+        except OverflowError:  # attempt > ~1025: far past any cap
+            ceiling = self.max_wait
         return ceiling * rand() if self.jitter else ceiling
 
     def attempt_limit(self, timeout: float) -> float:

@@ -30,8 +30,10 @@ class RetryBudget:
 
     def try_acquire(self) -> bool:
         """Take a token for one retry; ``False`` when the bucket is empty."""
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        # Refills are fractions (0.1) whose float sum falls short: ten of them are
+        # 0.9999999999999999, which must still pay for one retry.
+        if self.tokens >= 1.0 - 1e-9:
+            self.tokens = max(0.0, self.tokens - 1.0)
             return True
         return False
 

@@ -19,6 +19,7 @@ with ``KODMOBI_API_KEY`` and ``KODMOBI_BASE_URL`` pointing at it).
 
 from __future__ import annotations
 
+from kodmobi_async._clock import FakeClock
 from kodmobi_async._fake_faults import Fault
 from kodmobi_async._fake_server import (
     FakeKodMobi,
@@ -28,6 +29,7 @@ from kodmobi_async._fake_server import (
 )
 
 __all__ = [
+    "FakeClock",
     "FakeKodMobi",
     "Fault",
     "RecordedRequest",

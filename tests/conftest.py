@@ -65,9 +65,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def make_client(
-    fake: FakeKodMobi, clock: FakeClock
-) -> AsyncIterator[ClientFactory]:
+async def make_client(fake: FakeKodMobi, clock: FakeClock) -> AsyncIterator[ClientFactory]:
     """Build clients pointed at the fake, with the fake clock; all closed at teardown."""
     made: list[KodMobiClient] = []
 
@@ -89,8 +87,8 @@ async def make_client(
 
 
 @pytest.fixture
-def session_ids(fake: FakeKodMobi) -> Iterator[list[str]]:
-    yield fake.add_sessions(3)
+def session_ids(fake: FakeKodMobi) -> list[str]:
+    return fake.add_sessions(3)
 
 
 @pytest.fixture

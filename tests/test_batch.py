@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -79,7 +79,9 @@ class TestGather:
         doubled = ids + ids[::-1] + ids[:5]
         async with make_client() as client:
             results = await client.gather_session_channels(
-                doubled, concurrency=4, on_progress=lambda done, total: progress.append((done, total))
+                doubled,
+                concurrency=4,
+                on_progress=lambda done, total: progress.append((done, total)),
             )
         assert list(results) == ids
         assert fake.request_count == 30
@@ -170,8 +172,7 @@ class TestGather:
         fake.latency = 0.01
         async with make_client() as client:
             batch = asyncio.ensure_future(client.gather_session_channels(ids, concurrency=16))
-            while fake.request_count < 30:
-                await asyncio.sleep(0.005)
+            assert await fake.wait_for_requests(30)
             batch.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await batch
@@ -181,9 +182,7 @@ class TestGather:
         assert fake.open_connections == 0
         assert fake.request_count < 200
 
-    async def test_per_id_timeout_starts_when_the_lookup_starts(
-        self, fake: FakeKodMobi
-    ) -> None:
+    async def test_per_id_timeout_starts_when_the_lookup_starts(self, fake: FakeKodMobi) -> None:
         ids = fake.add_sessions(12)
         fake.latency = 0.05
         # 12 lookups through 2 slots take ~0.3 s in all, far beyond each one's 0.2 s
@@ -194,10 +193,10 @@ class TestGather:
             results = await client.gather_session_channels(ids, concurrency=2, timeout=0.2)
         assert len(results.ok) == 12
 
-    @pytest.mark.parametrize(
-        "bad", [0, -1, 1.5, "8"], ids=["zero", "negative", "float", "string"]
-    )
-    async def test_bad_concurrency_is_refused(self, make_client: ClientFactory, bad: object) -> None:
+    @pytest.mark.parametrize("bad", [0, -1, 1.5, "8"], ids=["zero", "negative", "float", "string"])
+    async def test_bad_concurrency_is_refused(
+        self, make_client: ClientFactory, bad: object
+    ) -> None:
         async with make_client() as client:
             with pytest.raises(ConfigurationError, match="concurrency"):
                 await client.gather_session_channels([], concurrency=bad)  # type: ignore[arg-type]
