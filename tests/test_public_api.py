@@ -1,0 +1,206 @@
+"""The package's face: what is exported, documented and typed."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.resources
+import inspect
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pytest
+
+import kodmobi_async
+from kodmobi_async import KodMobiClient, RetryPolicy
+
+# Private modules whose objects reach users (returned, raised, or passed in).
+USER_FACING_MODULES = ["_batch", "_client", "_clock", "_errors", "_models", "_retry"]
+
+# Private helpers a module lists in __all__ for sibling modules, not for users.
+INTERNAL = {
+    "_batch": {"gather", "stream"},
+    "_retry": {"DEFAULT_RETRY_STATUSES", "Retrier"},
+}
+
+FOREIGN_LIBRARIES = ("tenacity", "cattrs")
+
+
+def private_module(name: str) -> ModuleType:
+    return importlib.import_module(f"kodmobi_async.{name}")
+
+
+def public_members(cls: type) -> Iterator[tuple[str, Any]]:
+    """Public methods and properties a class defines itself."""
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, property):
+            yield name, value.fget
+        elif isinstance(value, classmethod | staticmethod):
+            yield name, value.__func__
+        elif inspect.isfunction(value):
+            yield name, value
+
+
+def client_annotations() -> list[str]:
+    """Every annotation of KodMobiClient's public surface, as written in the source."""
+    found = []
+    callables = [("__init__", KodMobiClient.__init__), *public_members(KodMobiClient)]
+    for _, function in callables:
+        found += [str(a) for a in inspect.get_annotations(function).values()]
+    return found
+
+
+def retry_policy_annotations() -> list[str]:
+    return [str(field.type) for field in attrs.fields(RetryPolicy)]
+
+
+class TestAll:
+    def test_all_is_sorted(self) -> None:
+        assert kodmobi_async.__all__ == sorted(kodmobi_async.__all__)
+
+    def test_all_has_no_duplicates(self) -> None:
+        assert len(kodmobi_async.__all__) == len(set(kodmobi_async.__all__))
+
+    @pytest.mark.parametrize("name", kodmobi_async.__all__)
+    def test_every_name_is_importable(self, name: str) -> None:
+        namespace: dict[str, Any] = {}
+        exec(f"from kodmobi_async import {name}", namespace)  # noqa: S102 -- the import is the test
+
+        assert namespace[name] is getattr(kodmobi_async, name)
+
+    def test_star_import_gives_exactly_all(self) -> None:
+        namespace: dict[str, Any] = {}
+        exec("from kodmobi_async import *", namespace)  # noqa: S102 -- the import is the test
+
+        assert set(namespace) - {"__builtins__"} == set(kodmobi_async.__all__)
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            n
+            for n in kodmobi_async.__all__
+            if inspect.isclass(getattr(kodmobi_async, n))
+            or inspect.isfunction(getattr(kodmobi_async, n))
+        ],
+    )
+    def test_every_class_and_function_has_a_docstring(self, name: str) -> None:
+        obj = getattr(kodmobi_async, name)
+
+        assert (obj.__doc__ or "").strip(), f"{name} has no docstring"
+
+    @pytest.mark.parametrize(
+        "name", [n for n in kodmobi_async.__all__ if inspect.isclass(getattr(kodmobi_async, n))]
+    )
+    def test_every_public_method_of_an_exported_class_has_a_docstring(self, name: str) -> None:
+        undocumented = [
+            member
+            for member, function in public_members(getattr(kodmobi_async, name))
+            if not (function.__doc__ or "").strip()
+        ]
+
+        assert undocumented == []
+
+    @pytest.mark.parametrize("module_name", USER_FACING_MODULES)
+    def test_what_private_modules_offer_users_is_exported(self, module_name: str) -> None:
+        module = private_module(module_name)
+        offered = set(module.__all__) - INTERNAL.get(module_name, set())
+
+        missing = sorted(offered - set(kodmobi_async.__all__))
+
+        assert missing == []
+        for name in offered:
+            assert getattr(kodmobi_async, name) is getattr(module, name)
+
+    def test_every_type_in_the_clients_signatures_is_exported(self) -> None:
+        # Names are resolved where they are written: in _client (and, for the names it
+        # imports under TYPE_CHECKING, in _batch).
+        scope = {**vars(private_module("_batch")), **vars(private_module("_client"))}
+        ours = set()
+        for annotation in client_annotations() + retry_policy_annotations():
+            for word in re.findall(r"[A-Za-z_]\w*", annotation):
+                obj = scope.get(word)
+                if getattr(obj, "__module__", "").startswith("kodmobi_async") or (
+                    word in private_module("_batch").__all__
+                ):
+                    ours.add(word)
+
+        assert ours >= {"BatchResult", "Clock", "Outcome", "ProgressCallback", "RetryPolicy"}
+        assert sorted(ours - set(kodmobi_async.__all__)) == []
+
+
+class TestVersion:
+    def test_version_matches_the_installed_distribution(self) -> None:
+        assert kodmobi_async.__version__ == importlib.metadata.version("kodmobi-async")
+
+    def test_version_is_semver_0_x(self) -> None:
+        assert re.fullmatch(r"0\.\d+\.\d+(\S*)", kodmobi_async.__version__)
+
+
+class TestNoForeignTypes:
+    @pytest.mark.parametrize("annotation", client_annotations() + retry_policy_annotations())
+    def test_public_signatures_mention_no_tenacity_or_cattrs_type(self, annotation: str) -> None:
+        for library in FOREIGN_LIBRARIES:
+            assert library not in annotation.lower()
+
+    @pytest.mark.parametrize("member", ["__init__", *dict(public_members(KodMobiClient))])
+    def test_client_signatures_mention_no_tenacity_or_cattrs_type(self, member: str) -> None:
+        function = getattr(KodMobiClient, member)
+        if isinstance(function, property):
+            function = function.fget
+        text = str(inspect.signature(function))
+
+        for library in FOREIGN_LIBRARIES:
+            assert library not in text.lower()
+
+    @pytest.mark.parametrize("name", kodmobi_async.__all__)
+    def test_no_exported_class_derives_from_tenacity_or_cattrs(self, name: str) -> None:
+        obj = getattr(kodmobi_async, name)
+        bases = inspect.getmro(obj) if inspect.isclass(obj) else ()
+
+        for base in bases:
+            assert not base.__module__.startswith(FOREIGN_LIBRARIES), (name, base)
+
+    def test_retry_policy_fields_hold_plain_python_values(self) -> None:
+        policy = RetryPolicy()
+
+        for field in attrs.fields(RetryPolicy):
+            value = getattr(policy, field.name)
+            assert type(value).__module__ == "builtins", field.name
+
+
+# What a user's strictly typed code writes, straight from the docstrings.
+USER_CODE = """
+import math
+
+from kodmobi_async import FakeClock, KodMobiClient, RetryPolicy
+
+policy = RetryPolicy(attempts=3, retry_statuses={429, 503}, budget=math.inf)
+frozen = RetryPolicy(retry_statuses=frozenset({503}))
+listed = RetryPolicy(retry_statuses=[502, 503, 504])
+client = KodMobiClient(api_key="k", retry=policy, clock=FakeClock(), language="ru")
+"""
+
+
+class TestTyping:
+    def test_the_package_ships_py_typed(self) -> None:
+        marker = importlib.resources.files("kodmobi_async") / "py.typed"
+
+        assert marker.is_file()
+
+    def test_documented_arguments_type_check_in_user_code(self, tmp_path: Path) -> None:
+        # Runs mypy in-process (a few seconds); mypy comes with the dev extra.
+        mypy_api = pytest.importorskip("mypy.api")
+        config = tmp_path / "mypy.ini"  # the user's settings, not this repository's
+        config.write_text("[mypy]\nstrict = True\n")
+
+        report, errors, status = mypy_api.run(
+            ["--config-file", str(config), "--cache-dir", str(tmp_path), "-c", USER_CODE]
+        )
+
+        assert (status, errors) == (0, ""), report
