@@ -1,0 +1,682 @@
+"""Tests of the ``kodmobi`` command line, run as a subprocess against a fake kod.mobi.
+
+The fake serves from a background thread (the ``fake_in_thread`` fixture), so the test
+can wait on the CLI process without blocking the server's event loop.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+import kodmobi_async
+from kodmobi_async._cli import build_parser, main
+from kodmobi_async._cli_output import CHANNEL_FIELDS, CSV_FIELDS, ERROR_FIELDS
+from kodmobi_async._demo import Expected, Plan, check, make_plan, run_demo
+from kodmobi_async.testing import FakeKodMobi, Fault, RecordedRequest, new_session_id
+
+from .conftest import SECRET_KEY
+
+UNKNOWN_ID = "01HZX3Q8V6W4T1N6B2C3D4E5F6"
+# Bounded, but generous for a loaded CI machine: each run normally takes about 0.5 s.
+TIMEOUT = 60.0
+ANSI_ESCAPE = re.compile(r"\x1b\[")
+
+
+def run_cli(
+    *args: str,
+    fake: FakeKodMobi | None = None,
+    key: str | None = SECRET_KEY,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m kodmobi_async ARGS`` with stdout and stderr piped."""
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("KODMOBI_") and name not in {"FORCE_COLOR", "TTY_COMPATIBLE"}
+    }
+    if fake is not None:
+        environ["KODMOBI_BASE_URL"] = fake.url
+    if key is not None:
+        environ["KODMOBI_API_KEY"] = key
+    environ.update(env or {})
+    return subprocess.run(  # noqa: S603 -- our own interpreter and module, fixed arguments
+        [sys.executable, "-m", "kodmobi_async", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=environ,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("kodmobi: error: ")
+    for word in words:
+        assert word in lines[0]
+
+
+def requested_ids(fake: FakeKodMobi) -> list[str | None]:
+    return [request.session_id for request in fake.requests]
+
+
+@pytest.fixture
+def sessions(fake_in_thread: FakeKodMobi) -> list[str]:
+    return fake_in_thread.add_sessions(2)
+
+
+class TestChannelsFormats:
+    def test_json_is_one_array_of_channel_and_error_records(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str]
+    ) -> None:
+        result = run_cli("channels", *sessions, UNKNOWN_ID, "--format", "json", fake=fake_in_thread)
+
+        assert result.returncode == 1
+        records = json.loads(result.stdout)
+        channels = [r for r in records if "error" not in r]
+        errors = [r for r in records if "error" in r]
+        assert [r["session_id"] for r in channels] == [sessions[0]] * 4 + [sessions[1]] * 4
+        assert all(tuple(r) == CHANNEL_FIELDS for r in channels)
+        assert channels[1] == {
+            "session_id": sessions[0],
+            "name": "Telegram",
+            "type": "telegram",
+            "is_active": False,
+            "timeout": 0,
+            "image_url": "https://kod.mobi/static/channels/telegram.svg",
+            "link": "https://t.me/kodmobi_bot",
+        }
+        assert errors == [
+            {
+                "session_id": UNKNOWN_ID,
+                "error": errors[0]["error"],
+                "status": 404,
+                "sys_message": "ERROR_MESSAGE_NOT_FOUND",
+            }
+        ]
+        assert tuple(errors[0]) == ERROR_FIELDS
+        assert "Session not found" in errors[0]["error"]
+        assert result.stderr == "kodmobi: 1 of 3 sessions failed (NotFoundError: 1)\n"
+
+    def test_jsonl_is_one_record_per_line(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str]
+    ) -> None:
+        result = run_cli("channels", sessions[0], "bogus", "--format", "jsonl", fake=fake_in_thread)
+
+        assert result.returncode == 1
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert len(records) == 5
+        assert {r["type"] for r in records[:4]} == {"whatsapp", "telegram", "sms", "email"}
+        assert records[4]["session_id"] == "bogus"
+        assert records[4]["status"] is None
+        assert records[4]["sys_message"] is None
+        assert "ULID" in records[4]["error"]
+        # A malformed id is refused by the client: it never reaches the server.
+        assert requested_ids(fake_in_thread) == [sessions[0]]
+
+    def test_csv_has_every_column_and_plain_values(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str]
+    ) -> None:
+        result = run_cli(
+            "channels", sessions[0], UNKNOWN_ID, "--format", "csv", fake=fake_in_thread
+        )
+
+        assert result.returncode == 1
+        reader = csv.DictReader(io.StringIO(result.stdout))
+        rows = list(reader)
+        assert tuple(reader.fieldnames or ()) == CSV_FIELDS
+        assert [row["is_active"] for row in rows[:4]] == ["true", "false", "true", "true"]
+        assert rows[0]["timeout"] == "0"
+        assert rows[0]["error"] == ""
+        assert rows[4]["session_id"] == UNKNOWN_ID
+        assert rows[4]["status"] == "404"
+        assert rows[4]["sys_message"] == "ERROR_MESSAGE_NOT_FOUND"
+        assert rows[4]["name"] == ""
+
+    def test_table_when_piped_has_no_colour_and_no_progress_bar(
+        self, fake_in_thread: FakeKodMobi
+    ) -> None:
+        ids = fake_in_thread.add_sessions(60)
+
+        result = run_cli("channels", *ids, "--format", "table", fake=fake_in_thread)
+
+        assert result.returncode == 0
+        assert result.stderr == ""
+        assert not ANSI_ESCAPE.search(result.stdout)
+        assert ids[59] in result.stdout
+        assert "https://t.me/kodmobi_bot" in result.stdout
+        # Unwrapped: one line per channel, plus the header and the section lines.
+        assert len(result.stdout.splitlines()) == 2 + 60 * 4 + 59
+
+    def test_without_ids_shows_the_project_channels(self, fake_in_thread: FakeKodMobi) -> None:
+        result = run_cli("channels", "--format", "json", fake=fake_in_thread)
+
+        assert result.returncode == 0
+        records = json.loads(result.stdout)
+        assert [r["type"] for r in records] == ["whatsapp", "telegram", "sms", "email"]
+        assert all(r["session_id"] is None for r in records)
+        assert requested_ids(fake_in_thread) == [None]
+
+    def test_project_lookup_that_fails_is_an_error_record(
+        self, fake_in_thread: FakeKodMobi
+    ) -> None:
+        fake_in_thread.script(Fault.status(500, sys_message="ERROR_INTERNAL"), times=None)
+
+        result = run_cli("channels", "--timeout", "1", "--format", "jsonl", fake=fake_in_thread)
+
+        assert result.returncode == 1
+        (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+        assert record["session_id"] is None
+        assert record["status"] == 500
+        assert record["sys_message"] == "ERROR_INTERNAL"
+        assert result.stderr == "kodmobi: the project lookup failed\n"
+
+    def test_transient_failures_are_retried_and_exit_0(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str]
+    ) -> None:
+        fake_in_thread.script_session(sessions[0], Fault.status(503), times=1)
+        fake_in_thread.script_session(sessions[1], Fault.drop(), times=1)
+
+        result = run_cli("channels", *sessions, "--format", "json", fake=fake_in_thread)
+
+        assert result.returncode == 0, result.stderr
+        assert len(json.loads(result.stdout)) == 8
+        assert result.stderr == ""
+
+    def test_language_localizes_error_texts(self, fake_in_thread: FakeKodMobi) -> None:
+        result = run_cli(
+            "channels", UNKNOWN_ID, "--language", "ru", "--format", "json", fake=fake_in_thread
+        )
+
+        assert result.returncode == 1
+        assert "Сессия не найдена" in json.loads(result.stdout)[0]["error"]
+
+    def test_a_reader_that_goes_away_stops_it_quietly(self, fake_in_thread: FakeKodMobi) -> None:
+        ids = fake_in_thread.add_sessions(500)
+        environ = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("KODMOBI_")},
+            "KODMOBI_API_KEY": SECRET_KEY,
+            "KODMOBI_BASE_URL": fake_in_thread.url,
+        }
+        with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+            [sys.executable, "-m", "kodmobi_async", "channels", *ids, "--format", "jsonl"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environ,
+        ) as process:
+            assert process.stdout is not None
+            process.stdout.readline()  # like `| head -1`
+            process.stdout.close()
+            _, stderr = process.communicate(timeout=TIMEOUT)
+
+        assert process.returncode == 141
+        assert stderr == b""
+
+
+class TestChannelsInput:
+    def test_ids_from_a_file_skip_blank_lines_and_comments(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "ids.txt"
+        path.write_text(
+            f"# sessions from the incident\n\n  {sessions[0]}  \n{sessions[1]} # retry\n\n",
+            encoding="utf-8",
+        )
+
+        result = run_cli(
+            "channels", "--from-file", str(path), "--format", "json", fake=fake_in_thread
+        )
+
+        assert result.returncode == 0, result.stderr
+        assert sorted(requested_ids(fake_in_thread), key=str) == sorted(sessions)
+        assert {r["session_id"] for r in json.loads(result.stdout)} == set(sessions)
+
+    def test_ids_from_stdin_with_a_dash(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str]
+    ) -> None:
+        text = f"{sessions[0]}\n# comment\n{UNKNOWN_ID}\n"
+
+        result = run_cli(
+            "channels", "--from-file", "-", "--format", "jsonl", fake=fake_in_thread, stdin=text
+        )
+
+        assert result.returncode == 1
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [r["session_id"] for r in records] == [sessions[0]] * 4 + [UNKNOWN_ID]
+
+    def test_positional_ids_and_a_file_are_combined(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "ids.txt"
+        path.write_text(f"{sessions[1]}\n", encoding="utf-8")
+
+        result = run_cli(
+            "channels",
+            sessions[0],
+            "--from-file",
+            str(path),
+            "--format",
+            "csv",
+            fake=fake_in_thread,
+        )
+
+        assert result.returncode == 0
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert [row["session_id"] for row in rows] == [sessions[0]] * 4 + [sessions[1]] * 4
+
+    def test_an_empty_file_looks_nothing_up(
+        self, fake_in_thread: FakeKodMobi, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "ids.txt"
+        path.write_text("# nothing yet\n", encoding="utf-8")
+
+        result = run_cli(
+            "channels", "--from-file", str(path), "--format", "json", fake=fake_in_thread
+        )
+
+        assert result.returncode == 0
+        assert json.loads(result.stdout) == []
+        assert "no session ids" in result.stderr
+        assert fake_in_thread.requests == []
+
+
+class TestChannelsUsageErrors:
+    def test_missing_key_is_one_line_and_exit_2(self, fake_in_thread: FakeKodMobi) -> None:
+        result = run_cli("channels", UNKNOWN_ID, fake=fake_in_thread, key=None)
+
+        assert_one_line_error(result, "KODMOBI_API_KEY", "--api-key")
+        assert fake_in_thread.requests == []
+
+    def test_unreadable_file_is_exit_2(self, fake_in_thread: FakeKodMobi, tmp_path: Path) -> None:
+        missing = tmp_path / "missing.txt"
+
+        result = run_cli("channels", "--from-file", str(missing), fake=fake_in_thread)
+
+        assert_one_line_error(result, str(missing), "No such file")
+
+    def test_a_file_that_is_not_text_is_exit_2(
+        self, fake_in_thread: FakeKodMobi, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "ids.bin"
+        path.write_bytes(b"\xff\xfe\x00binary")
+
+        result = run_cli("channels", "--from-file", str(path), fake=fake_in_thread)
+
+        assert_one_line_error(result, str(path))
+
+    def test_bad_base_url_is_exit_2(self) -> None:
+        result = run_cli("channels", "--base-url", "ftp://example.com", UNKNOWN_ID)
+
+        assert_one_line_error(result, "ftp://example.com")
+
+    def test_plain_http_to_a_remote_host_is_refused(self) -> None:
+        result = run_cli("channels", "--base-url", "http://api.kod.mobi", UNKNOWN_ID)
+
+        assert_one_line_error(result, "plain http")
+
+    def test_rejected_key_is_exit_2_without_output(self, fake_in_thread: FakeKodMobi) -> None:
+        result = run_cli("channels", UNKNOWN_ID, fake=fake_in_thread, key="sk-some-other-key")
+
+        assert_one_line_error(result, "401", "check --api-key")
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["channels", "--concurrency", "0"],
+            ["channels", "--timeout", "-1"],
+            ["channels", "--format", "xml"],
+            ["channels", "--language", "de"],
+            ["channels", "--no-such-flag"],
+            ["demo", "--sessions", "many"],
+            ["serve-fake", "--port", "70000"],
+            [],
+        ],
+    )
+    def test_bad_arguments_are_exit_2(self, args: list[str]) -> None:
+        result = run_cli(*args)
+
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert "Traceback" not in result.stderr
+        assert result.stderr.splitlines()[-1].startswith("kodmobi")
+
+    def test_without_rich_says_what_to_install(self) -> None:
+        code = (
+            "import sys; sys.modules['rich'] = None\n"
+            "from kodmobi_async._cli import main\n"
+            f"sys.exit(main(['channels', {UNKNOWN_ID!r}]))"
+        )
+        result = subprocess.run(  # noqa: S603 -- our own interpreter, fixed arguments
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+            env={**os.environ, "KODMOBI_API_KEY": SECRET_KEY},
+        )
+
+        assert_one_line_error(result, "install kodmobi-async[cli]")
+
+
+class TestKeyNeverPrinted:
+    def test_not_with_verbose_logging_retries_and_errors(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str]
+    ) -> None:
+        for fmt in ("table", "json", "csv"):
+            fake_in_thread.script_session(sessions[0], Fault.status(503), times=1)
+            # A server that echoes the key back in its error text.
+            fake_in_thread.script_session(
+                sessions[1], Fault.status(400, error=f"key {SECRET_KEY} is not allowed"), times=1
+            )
+
+            result = run_cli(
+                "-v", "channels", *sessions, UNKNOWN_ID, "--format", fmt, fake=fake_in_thread
+            )
+
+            assert result.returncode == 1
+            assert "DEBUG" in result.stderr
+            assert "retrying" in result.stderr
+            assert SECRET_KEY not in result.stdout
+            assert SECRET_KEY not in result.stderr
+            assert "key *** is not allowed" in result.stdout
+
+    def test_not_when_given_with_api_key_and_rejected(self, fake_in_thread: FakeKodMobi) -> None:
+        wrong = "sk-WRONG-LEAKCHECK-0a1b2c3d"
+
+        result = run_cli(
+            "channels", "--api-key", wrong, "-v", UNKNOWN_ID, fake=fake_in_thread, key=None
+        )
+
+        assert result.returncode == 2
+        assert wrong not in result.stdout + result.stderr
+
+    def test_not_when_the_key_is_malformed(self) -> None:
+        bad = "sk-LEAKCHECK with spaces "
+
+        result = run_cli("-v", "channels", "--api-key", bad, UNKNOWN_ID, key=None)
+
+        assert result.returncode == 2
+        assert "LEAKCHECK" not in result.stdout + result.stderr
+
+    def test_verbose_works_after_the_command_too(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str]
+    ) -> None:
+        result = run_cli("channels", sessions[0], "-v", "--format", "json", fake=fake_in_thread)
+
+        assert result.returncode == 0
+        assert "DEBUG" in result.stderr
+        assert sessions[0] not in result.stderr  # session ids are masked in log lines
+        assert SECRET_KEY not in result.stderr
+
+
+class TestProgressBar:
+    @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+    def test_drawn_on_stderr_only_when_it_is_a_terminal(self, fake_in_thread: FakeKodMobi) -> None:
+        import pty  # POSIX only
+
+        ids = fake_in_thread.add_sessions(200)
+        master, slave = pty.openpty()
+        environ = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("KODMOBI_")},
+            "KODMOBI_API_KEY": SECRET_KEY,
+            "KODMOBI_BASE_URL": fake_in_thread.url,
+            "TERM": "xterm",
+        }
+        with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+            [sys.executable, "-m", "kodmobi_async", "channels", *ids, "--format", "jsonl"],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=environ,
+        ) as process:
+            os.close(slave)
+            terminal = bytearray()
+            # Drain the terminal as we go: a full pty buffer would block the CLI.
+            reader = threading.Thread(target=_drain, args=(master, terminal), daemon=True)
+            reader.start()
+            stdout, _ = process.communicate(timeout=TIMEOUT)
+            reader.join(TIMEOUT)
+        os.close(master)
+
+        assert process.returncode == 0
+        assert b"looking up" in terminal
+        assert b"200/200" in terminal
+        assert not ANSI_ESCAPE.search(stdout.decode())
+        assert len(stdout.splitlines()) == 800
+
+
+def _drain(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO once the other side is closed
+            return
+        if not chunk:
+            return
+        into += chunk
+
+
+class TestDemo:
+    def test_with_faults_every_session_ends_as_scripted(self) -> None:
+        result = run_cli("demo", "--sessions", "300", key=None)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stderr == ""
+        assert not ANSI_ESCAPE.search(result.stdout)
+        out = result.stdout
+        assert "9 dropped connections, 12 x 503, 1 x 429 (Retry-After: 1), 6 unknown ids" in out
+        assert re.search(r"Looked up +300 in [\d.]+ s \([\d,]+ lookups/s\)", out)
+        assert re.search(r"Answered +294\n", out)
+        assert re.search(r"Retried, recovered 22 \(9 dropped, 12 x 503, 1 x 429\)", out)
+        assert re.search(r"Errors by kind +NotFoundError 6\n", out)
+        assert re.search(r"As scripted +yes, all 300\n", out)
+
+    def test_without_faults_nothing_is_retried(self) -> None:
+        result = run_cli("demo", "--sessions", "200", "--no-faults", key=None)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Scripted: no faults" in result.stdout
+        assert re.search(r"Retried, recovered 0\n", result.stdout)
+        assert re.search(r"Errors by kind +none", result.stdout)
+        assert re.search(r"Requests sent +200\n", result.stdout)
+
+
+class TestDemoPlan:
+    async def test_plan_scripts_faults_spread_over_the_batch(self) -> None:
+        async with FakeKodMobi() as fake:
+            plan = make_plan(fake, 300, faults=True)
+
+            counts = plan.counts
+            assert counts[Expected.DROP] == 9
+            assert counts[Expected.UNAVAILABLE] == 12
+            assert counts[Expected.RATE_LIMITED] == 1
+            assert counts[Expected.NOT_FOUND] == 6
+            assert list(plan.expected.values())[150] is Expected.RATE_LIMITED
+            unknown = [sid for sid, kind in plan.expected.items() if kind is Expected.NOT_FOUND]
+            with pytest.raises(KeyError):
+                fake.channels(unknown[0])
+
+    async def test_clean_run_reports_success_in_process(self) -> None:
+        out = io.StringIO()
+
+        passed = await run_demo(
+            sessions=40, faults=False, concurrency=8, show_progress=False, out=out
+        )
+
+        assert passed
+        assert "As scripted        yes, all 40\n" in out.getvalue()
+
+    def test_check_reports_a_transient_fault_that_was_not_retried(self) -> None:
+        sid = new_session_id()
+        requests = [_recorded(sid, 200)]
+
+        recovered, mismatches = check(Plan({sid: Expected.UNAVAILABLE}), {sid: []}, requests)
+
+        assert recovered == set()
+        assert mismatches == [f"{sid}: scripted 503, then answered, got 0 channel(s)"]
+
+    def test_check_counts_recovered_ids_from_the_requests(self) -> None:
+        sid = new_session_id()
+        requests = [_recorded(sid, None), _recorded(sid, 200)]
+
+        recovered, mismatches = check(Plan({sid: Expected.DROP}), {sid: []}, requests)
+
+        assert recovered == {sid}
+        assert mismatches == []
+
+
+def _recorded(session_id: str, status: int | None) -> RecordedRequest:
+    return RecordedRequest(
+        method="GET",
+        path="/session/channels",
+        query={"session_id": session_id},
+        headers={},
+        session_id=session_id,
+        status=status,
+        fault=None,
+        received_at=0.0,
+    )
+
+
+class TestServeFake:
+    @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+    @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+    def test_answers_requests_then_stops_cleanly_on_a_signal(
+        self, signum: signal.Signals, tmp_path: Path
+    ) -> None:
+        ids_path = tmp_path / "ids.txt"
+        with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+            [
+                sys.executable,
+                "-m",
+                "kodmobi_async",
+                "serve-fake",
+                "--port",
+                "0",
+                "--sessions",
+                "7",
+                "--write-ids",
+                str(ids_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            watchdog = threading.Timer(TIMEOUT, process.kill)
+            watchdog.start()
+            try:
+                banner = "".join(_lines_until(process, "curl "))
+                url = re.search(r"KODMOBI_BASE_URL=(\S+)", banner)
+                key = re.search(r"API key: +(\S+)", banner)
+                assert url is not None
+                assert key is not None
+                ids = ids_path.read_text(encoding="utf-8").split()
+                assert len(ids) == 7
+                assert ids[0] in banner
+
+                request = urllib.request.Request(  # noqa: S310 -- a loopback http URL
+                    f"{url.group(1)}/session/channels?session_id={ids[0]}",
+                    headers={"x-api-key": key.group(1)},
+                )
+                with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+                    channels = json.load(response)
+
+                process.send_signal(signum)
+                _, stderr = process.communicate(timeout=TIMEOUT)
+            finally:
+                watchdog.cancel()
+
+        assert [c["type"] for c in channels] == ["whatsapp", "telegram", "sms", "email"]
+        assert process.returncode == 0
+        assert "Traceback" not in stderr
+        assert stderr == "kodmobi: fake kod.mobi stopped after 1 request(s)\n"
+
+    def test_a_port_in_use_is_exit_2(self, fake_in_thread: FakeKodMobi) -> None:
+        port = fake_in_thread.url.rsplit(":", 1)[1]
+
+        result = run_cli("serve-fake", "--port", port, key=None)
+
+        assert_one_line_error(result, f"127.0.0.1:{port}")
+
+
+def _lines_until(process: subprocess.Popen[str], marker: str) -> Iterator[str]:
+    assert process.stdout is not None
+    for line in process.stdout:
+        yield line
+        if marker in line:
+            return
+    pytest.fail("serve-fake exited before printing its banner")
+
+
+class TestEntryPoints:
+    def test_version(self) -> None:
+        result = run_cli("--version", key=None)
+
+        assert result.returncode == 0
+        assert result.stdout == f"kodmobi (kodmobi-async) {kodmobi_async.__version__}\n"
+
+    def test_help_lists_commands_and_examples(self) -> None:
+        result = run_cli("--help", key=None)
+
+        assert result.returncode == 0
+        for text in ("channels", "demo", "serve-fake", "examples:", "kodmobi demo"):
+            assert text in result.stdout
+
+    def test_channels_help_documents_the_fields_and_exit_status(self) -> None:
+        result = run_cli("channels", "--help", key=None)
+
+        assert result.returncode == 0
+        assert ",".join(CSV_FIELDS) in result.stdout
+        assert "exit status:" in result.stdout
+
+    def test_core_package_never_imports_rich(self) -> None:
+        code = (
+            "import sys, kodmobi_async, kodmobi_async.testing, kodmobi_async._cli\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'rich'], 'rich imported'"
+        )
+        result = subprocess.run(  # noqa: S603 -- our own interpreter, fixed arguments
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+        assert result.returncode == 0, result.stderr
+
+    def test_main_parses_verbose_before_or_after_the_command(self) -> None:
+        parser = build_parser()
+
+        assert parser.parse_args(["-v", "demo"]).verbose is True
+        assert parser.parse_args(["demo", "-v"]).verbose is True
+        assert parser.parse_args(["demo"]).verbose is False
+        assert parser.parse_args(["demo", "--no-faults"]).faults is False
+        assert parser.parse_args(["demo"]).faults is True
+
+    def test_main_returns_the_exit_status_in_process(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        status = main(["channels", "--base-url", "ftp://x", "--api-key", SECRET_KEY])
+
+        assert status == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("kodmobi: error: ")
+        assert SECRET_KEY not in captured.err

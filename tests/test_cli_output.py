@@ -1,0 +1,252 @@
+"""Tests of the CLI's records and formats, in process (no server, no subprocess)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from kodmobi_async import (
+    APIConnectionError,
+    ChannelType,
+    InvalidSessionIdError,
+    NotFoundError,
+    RateLimitError,
+    SessionChannel,
+)
+from kodmobi_async._batch import Outcome
+from kodmobi_async._cli import parse_ids
+from kodmobi_async._cli_output import (
+    CHANNEL_FIELDS,
+    CSV_FIELDS,
+    ERROR_FIELDS,
+    Scrubber,
+    channel_record,
+    error_record,
+    progress_bar,
+    records,
+    write_records,
+)
+
+SID = "01HZX3Q8V6W4T1N6B2C3D4E5F6"
+OTHER = "01HZX3Q8V6W4T1N6B2C3D4E5F7"
+KEY = "sk-LEAKCHECK-5f0e2d9c7b1a"
+
+SMS = SessionChannel(
+    name="SMS", type=ChannelType.SMS, is_active=True, timeout=0, image_url=None, link=None
+)
+TELEGRAM = SessionChannel(
+    name="Telegram",
+    type=ChannelType.TELEGRAM,
+    is_active=False,
+    timeout=42,
+    image_url="https://kod.mobi/static/channels/telegram.svg",
+    link="https://t.me/kodmobi_bot",
+    description="not part of the output",
+)
+NOT_FOUND = NotFoundError(
+    "kod.mobi answered 404 ERROR_MESSAGE_NOT_FOUND: Session not found (GET /session/channels)",
+    status=404,
+    error="Session not found",
+    sys_message="ERROR_MESSAGE_NOT_FOUND",
+)
+OUTCOMES: list[tuple[str | None, Outcome]] = [
+    (SID, [SMS, TELEGRAM]),
+    (OTHER, NOT_FOUND),
+    (None, [SMS]),
+]
+
+
+def render(fmt: str, outcomes: list[tuple[str | None, Outcome]] = OUTCOMES) -> str:
+    out = io.StringIO()
+    write_records(records(outcomes), fmt, out)
+    return out.getvalue()
+
+
+class TestRecords:
+    def test_channel_record_has_the_model_fields_as_plain_json_values(self) -> None:
+        record = channel_record(SID, TELEGRAM)
+
+        assert tuple(record) == CHANNEL_FIELDS
+        assert record == {
+            "session_id": SID,
+            "name": "Telegram",
+            "type": "telegram",
+            "is_active": False,
+            "timeout": 42,
+            "image_url": "https://kod.mobi/static/channels/telegram.svg",
+            "link": "https://t.me/kodmobi_bot",
+        }
+        assert type(record["type"]) is str
+
+    def test_an_unknown_channel_type_stays_its_string(self) -> None:
+        channel = SessionChannel(name="Viber", type="viber", is_active=True, timeout=0)
+
+        assert channel_record(None, channel)["type"] == "viber"
+
+    def test_status_error_record_carries_status_and_sys_message(self) -> None:
+        record = error_record(OTHER, NOT_FOUND)
+
+        assert tuple(record) == ERROR_FIELDS
+        assert record == {
+            "session_id": OTHER,
+            "error": str(NOT_FOUND),
+            "status": 404,
+            "sys_message": "ERROR_MESSAGE_NOT_FOUND",
+        }
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            APIConnectionError("could not connect", method="GET", path="/session/channels"),
+            InvalidSessionIdError("a session id must be a ULID", session_id="x"),
+        ],
+    )
+    def test_other_errors_have_null_status_and_sys_message(self, error: Exception) -> None:
+        assert isinstance(error, APIConnectionError | InvalidSessionIdError)
+
+        record = error_record("x", error)
+
+        assert record["status"] is None
+        assert record["sys_message"] is None
+        assert record["error"] == str(error)
+
+    def test_error_texts_pass_through_the_scrubber(self) -> None:
+        error = RateLimitError(
+            f"kod.mobi answered 429 X_{KEY}: slow down {KEY}",
+            status=429,
+            sys_message=f"X_{KEY}",
+            retry_after=1.0,
+        )
+
+        record = error_record(SID, error, Scrubber([KEY]))
+
+        assert record["error"] == "kod.mobi answered 429 X_***: slow down ***"
+        assert record["sys_message"] == "X_***"
+
+    def test_records_keep_order_and_skip_sessions_without_channels(self) -> None:
+        rows = list(records([(SID, [SMS]), (OTHER, []), (None, NOT_FOUND)]))
+
+        assert [(r["session_id"], "error" in r) for r in rows] == [(SID, False), (None, True)]
+
+
+class TestScrubber:
+    def test_replaces_every_occurrence(self) -> None:
+        scrub = Scrubber([KEY, None, ""])
+
+        assert scrub(f"{KEY} and {KEY}") == "*** and ***"
+
+    def test_longest_secret_first(self) -> None:
+        scrub = Scrubber(["abcd", "abcdefgh"])
+
+        assert scrub("xabcdefghx abcd") == "x***x ***"
+
+    def test_very_short_values_are_left_alone(self) -> None:
+        assert Scrubber(["ab"])("abab") == "abab"
+
+
+class TestFormats:
+    def test_json_is_one_array_one_record_per_line(self) -> None:
+        text = render("json")
+
+        data = json.loads(text)
+        assert [r.get("name", r.get("error")) for r in data] == [
+            "SMS",
+            "Telegram",
+            str(NOT_FOUND),
+            "SMS",
+        ]
+        assert data[3]["session_id"] is None
+        assert len(text.splitlines()) == 2 + len(data)
+
+    def test_json_of_nothing_is_an_empty_array(self) -> None:
+        assert render("json", []) == "[]\n"
+
+    def test_json_keeps_non_ascii_text_readable(self) -> None:
+        error = NotFoundError("Сессия не найдена", status=404)
+
+        assert "Сессия не найдена" in render("json", [(SID, error)])
+
+    def test_jsonl_is_one_record_per_line(self) -> None:
+        lines = render("jsonl").splitlines()
+
+        assert len(lines) == 4
+        assert json.loads(lines[2])["status"] == 404
+
+    def test_csv_has_the_fixed_header_and_plain_cells(self) -> None:
+        reader = csv.DictReader(io.StringIO(render("csv")))
+        rows = list(reader)
+
+        assert tuple(reader.fieldnames or ()) == CSV_FIELDS
+        assert rows[0] == {
+            "session_id": SID,
+            "name": "SMS",
+            "type": "sms",
+            "is_active": "true",
+            "timeout": "0",
+            "image_url": "",
+            "link": "",
+            "error": "",
+            "status": "",
+            "sys_message": "",
+        }
+        assert rows[1]["is_active"] == "false"
+        assert rows[2]["status"] == "404"
+        assert rows[3]["session_id"] == ""
+
+    def test_csv_of_nothing_is_the_header(self) -> None:
+        assert render("csv", []) == ",".join(CSV_FIELDS) + "\n"
+
+    def test_table_for_a_pipe_is_plain_and_unwrapped(self) -> None:
+        text = render("table")
+
+        assert "\x1b[" not in text
+        assert SID in text
+        assert "(project)" in text
+        assert "42 s" in text
+        assert "https://t.me/kodmobi_bot" in text
+        assert str(NOT_FOUND) in text
+        assert max(len(line) for line in text.splitlines()) > 80
+
+    def test_table_shows_server_text_literally(self) -> None:
+        channel = SessionChannel(name="[bold]Max[/bold]", type="max", is_active=True, timeout=0)
+
+        assert "[bold]Max[/bold]" in render("table", [(SID, [channel])])
+
+    def test_table_of_nothing_prints_nothing(self) -> None:
+        assert render("table", []) == ""
+
+    def test_unknown_format_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="format must be one of"):
+            render("yaml")
+
+
+class TestProgressBar:
+    def test_disabled_gives_no_callback(self) -> None:
+        with progress_bar(10, "looking up", enabled=False) as on_progress:
+            assert on_progress is None
+
+    def test_enabled_accepts_progress_without_a_terminal(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with progress_bar(2, "looking up", enabled=True) as on_progress:
+            assert on_progress is not None
+            on_progress(1, 2)
+            on_progress(2, 2)
+
+        assert capsys.readouterr().out == ""
+
+
+class TestParseIds:
+    def test_skips_blank_lines_and_comments(self) -> None:
+        lines = ["# header", "", f"  {SID}  ", f"{OTHER}  # the retry", "   ", "#"]
+
+        assert parse_ids(lines) == [SID, OTHER]
+
+    def test_keeps_duplicates_and_order(self) -> None:
+        assert parse_ids([OTHER, SID, OTHER]) == [OTHER, SID, OTHER]
+
+    def test_reads_lines_with_newlines(self) -> None:
+        assert parse_ids(io.StringIO(f"{SID}\r\n{OTHER}\n")) == [SID, OTHER]
