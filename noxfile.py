@@ -50,9 +50,16 @@ def mypy(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
     """Build the Sphinx site with warnings as errors and nitpicky references."""
-    session.install("-e", ".[docs]")
+    session.install("-e", ".[docs,tests]")
     session.run(
         "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
+    )
+    # The pages show only code from docs/examples/; these run every one of them.
+    session.run(
+        "pytest",
+        "tests/test_docs.py",
+        "tests/test_examples_fastapi.py",
+        "tests/test_examples_worker.py",
     )
 
 

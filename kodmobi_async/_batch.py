@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -279,7 +280,7 @@ async def stream(
     concurrency: int,
     timeout: float | None,
     on_progress: ProgressCallback | None,
-) -> AsyncIterator[tuple[str, Outcome]]:
+) -> AsyncGenerator[tuple[str, Outcome], None]:
     """Implementation of :meth:`KodMobiClient.iter_session_channels`."""
     # Bounded, so a slow consumer holds the workers back instead of piling up outcomes.
     queue: asyncio.Queue[tuple[str, Outcome] | None] = asyncio.Queue(maxsize=concurrency * 2)

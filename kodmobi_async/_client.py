@@ -11,15 +11,15 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from importlib.metadata import version
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
 
 from . import _protocol
+from ._batch import BatchResult, Outcome, ProgressCallback, gather, stream
 from ._clock import Clock, SystemClock
 from ._errors import (
     APIConnectionError,
@@ -32,9 +32,6 @@ from ._errors import (
 from ._models import SessionChannel
 from ._retry import Retrier, RetryPolicy
 from ._throttle import PauseGate, RetryBudget
-
-if TYPE_CHECKING:
-    from ._batch import BatchResult, Outcome, ProgressCallback
 
 __all__ = ["KodMobiClient"]
 
@@ -142,7 +139,7 @@ class KodMobiClient:
 
         self._budget = RetryBudget(self._policy.budget, self._policy.budget_refill)
         self._gate = PauseGate()
-        self._retrier = Retrier(self._policy, self._clock, self._budget, logger)
+        self._retrier = Retrier(self._policy, self._clock, self._budget, self._gate, logger)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -380,7 +377,7 @@ class KodMobiClient:
     ) -> BatchResult:
         """Look up many sessions at once, with one outcome per distinct id.
 
-        See :func:`kodmobi_async.BatchResult` and the batch how-to for details.
+        See :class:`BatchResult` and the batch how-to for details.
 
         Args:
             session_ids: Any iterable or async iterable of ids; duplicates are looked
@@ -400,8 +397,6 @@ class KodMobiClient:
             PermissionDeniedError: The key may not do this; the batch stops at once.
             ValueError: ``concurrency`` is not a positive integer.
         """
-        from ._batch import gather
-
         return await gather(
             self, session_ids, concurrency=concurrency, timeout=timeout, on_progress=on_progress
         )
@@ -413,7 +408,7 @@ class KodMobiClient:
         concurrency: int = 50,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> AsyncIterator[tuple[str, Outcome]]:
+    ) -> AsyncGenerator[tuple[str, Outcome], None]:
         """Like :meth:`gather_session_channels`, but yield each outcome as it is ready.
 
         Args:
@@ -423,16 +418,16 @@ class KodMobiClient:
             on_progress: Called as ``on_progress(done, total)`` after each lookup.
 
         Returns:
-            An async iterator of ``(session_id, channels_or_error)`` in completion
-            order. Leaving the loop early (``break``) cancels the remaining lookups.
+            An async generator of ``(session_id, channels_or_error)`` in completion
+            order. Closing it cancels the lookups still running; to stop early with a
+            ``break`` and have that happen at once rather than when Python finalizes
+            the generator, iterate inside ``async with contextlib.aclosing(...)``.
 
         Raises:
             AuthenticationError: The key was rejected; the iteration stops at once.
             PermissionDeniedError: The key may not do this; the iteration stops.
             ValueError: ``concurrency`` is not a positive integer.
         """
-        from ._batch import stream
-
         return stream(
             self, session_ids, concurrency=concurrency, timeout=timeout, on_progress=on_progress
         )

@@ -45,6 +45,10 @@ class FakeClock:
 
     Args:
         start: The initial reading of :meth:`monotonic`.
+
+    Attributes:
+        now: The current reading of the clock.
+        sleeps: Every wait passed to :meth:`sleep`, in order.
     """
 
     def __init__(self, start: float = 1000.0) -> None:

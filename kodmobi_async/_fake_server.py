@@ -67,7 +67,7 @@ def new_session_id() -> str:
     """Make a fresh random session id.
 
     Returns:
-        A ULID: 26 upper-case Crockford base32 characters, a millisecond timestamp of
+        A ULID of 26 upper-case Crockford base32 characters, a millisecond timestamp of
         now followed by 80 random bits.
     """
     value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
@@ -303,6 +303,7 @@ class FakeKodMobi:
             field.
     """
 
+    #: The key the fake accepts when no ``api_keys`` are given.
     DEFAULT_API_KEY: ClassVar[str] = "kodmobi-fake-public-key"
 
     def __init__(

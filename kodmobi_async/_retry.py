@@ -26,7 +26,7 @@ from ._errors import (
     ConfigurationError,
     RetryBudgetExhaustedError,
 )
-from ._throttle import RetryBudget
+from ._throttle import PauseGate, RetryBudget
 
 __all__ = ["DEFAULT_RETRY_STATUSES", "Retrier", "RetryPolicy"]
 
@@ -189,12 +189,14 @@ class Retrier:
         policy: RetryPolicy,
         clock: Clock,
         budget: RetryBudget,
+        gate: PauseGate,
         logger: logging.Logger,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.policy = policy
         self._clock = clock
         self._budget = budget
+        self._gate = gate
         self._logger = logger
         self._rand = rand
 
@@ -244,7 +246,10 @@ class Retrier:
             if state.attempt_number >= policy.attempts:
                 return False
             wait = policy.backoff(state.attempt_number, error, self._rand)
-            if self._clock.monotonic() + wait >= deadline:
+            # The next attempt also waits out any client-wide rate-limit pause; if that
+            # ends past the deadline, retrying would only spend budget on a certain
+            # timeout.
+            if max(self._clock.monotonic() + wait, self._gate.until) >= deadline:
                 return False
             if not self._budget.try_acquire():
                 out_of_budget = True
@@ -279,8 +284,8 @@ class Retrier:
             error.attempts = attempts_made
             if out_of_budget:
                 msg = (
-                    f"{label}: retry budget exhausted after {attempts_made} attempt(s); too "
-                    f"many calls of this client are failing (last error: {error})"
+                    f"{label}: retry budget exhausted; too many calls of this client are "
+                    f"failing (last error: {error.message})"
                 )
                 exhausted = RetryBudgetExhaustedError(msg, last_error=error)
                 exhausted.attempts = attempts_made

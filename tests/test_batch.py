@@ -297,6 +297,6 @@ class TestIter:
             stream = client.iter_session_channels(ids, concurrency=4)
             async for _ in stream:
                 break
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
         assert fake.request_count < 50
         assert await fake.wait_connections_closed()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+from kodmobi_async.testing import FakeKodMobi
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +41,28 @@ class TestChangelog:
         sections = re.findall(r"^### (\w+)", text, re.MULTILINE)
         assert sections
         assert set(sections) <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
+
+
+class TestReadmeQuickStart:
+    def test_quick_start_runs_against_the_fake(self, tmp_path: Path) -> None:
+        text = (ROOT / "README.md").read_text(encoding="utf-8")
+        program = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+        assert program
+        script = tmp_path / "quickstart.py"
+        script.write_text(program.group(1), encoding="utf-8")
+        with FakeKodMobi.in_thread() as fake:
+            fake.add_session(
+                "01HZX3Q8V6W4T1N6B2C3D4E5F6",
+                channels=[{"name": "SMS", "type": "sms", "is_active": True, "timeout": 12}],
+            )
+            env = {**os.environ, "KODMOBI_API_KEY": fake.api_key, "KODMOBI_BASE_URL": fake.url}
+            done = subprocess.run(  # noqa: S603 -- our interpreter on README's own code
+                [sys.executable, "-W", "error", str(script)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["sms", "True", "12"]

@@ -30,7 +30,7 @@ from kodmobi_async import (
 )
 from kodmobi_async._errors import status_error_class
 from kodmobi_async._retry import DEFAULT_RETRY_STATUSES, Retrier
-from kodmobi_async._throttle import RetryBudget
+from kodmobi_async._throttle import PauseGate, RetryBudget
 
 LABEL = "GET /session/channels?session_id=01ARZ3…5FAV"
 LOGGER = "tests.retry"
@@ -77,6 +77,7 @@ class Harness:
     retrier: Retrier
     clock: FakeClock
     budget: RetryBudget
+    gate: PauseGate
 
     async def run(self, first: APIError, script: Script, *, timeout: float = 30.0) -> str:
         return await self.retrier.run(
@@ -93,8 +94,9 @@ def harness(
     policy = policy if policy is not None else RetryPolicy(jitter=False)
     clock = FakeClock(start=1000.0)
     bucket = RetryBudget(budget, 0.1)
-    retrier = Retrier(policy, clock, bucket, logging.getLogger(LOGGER), rand=rand)
-    return Harness(retrier, clock, bucket)
+    gate = PauseGate()
+    retrier = Retrier(policy, clock, bucket, gate, logging.getLogger(LOGGER), rand=rand)
+    return Harness(retrier, clock, bucket, gate)
 
 
 class TestRetryPolicyDefaults:
@@ -509,9 +511,24 @@ class TestRetrierBudget:
         assert error.attempts == 1
         assert first.attempts == 1
         assert (error.method, error.path) == ("GET", "/session/channels")
-        assert str(error).startswith(f"{LABEL}: retry budget exhausted after 1 attempt(s)")
+        assert str(error).startswith(f"{LABEL}: retry budget exhausted;")
+        assert "attempt" not in str(error)  # one attempt: nothing to add, and never twice
         assert "kod.mobi answered 503: down" in str(error)
         assert script.calls == []
+        assert h.clock.sleeps == []
+
+    async def test_a_pause_that_outlasts_the_deadline_spends_no_budget(self) -> None:
+        h = harness(budget=5.0)
+        h.gate.pause_until(h.clock.monotonic() + 60.0)
+        first = server_error()
+        script = Script("never")
+
+        with pytest.raises(ServerError) as info:
+            await h.run(first, script, timeout=10.0)
+
+        assert info.value is first
+        assert script.calls == []
+        assert h.budget.tokens == 5.0
         assert h.clock.sleeps == []
 
     async def test_a_budget_that_runs_dry_mid_call_reports_the_latest_error(self) -> None:
