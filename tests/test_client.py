@@ -279,6 +279,12 @@ class TestScriptedResponses:
         assert sent_requests(mocked) == []
 
 
+def fake_timeout(fake: FakeKodMobi, session_id: str, channel_type: str) -> int:
+    (channel,) = [c for c in fake.channels(session_id) if c["type"] == channel_type]
+    timeout: int = channel["timeout"]
+    return timeout
+
+
 class TestAgainstFakeServer:
     async def test_session_channels_over_a_real_socket(
         self, fake: FakeKodMobi, make_client: ClientFactory
@@ -305,6 +311,48 @@ class TestAgainstFakeServer:
         assert fake.request_count == 10
         assert fake.total_connections == 1
         assert await fake.wait_connections_closed()
+
+    async def test_identical_answers_share_channels_but_not_lists(
+        self, fake: FakeKodMobi, make_client: ClientFactory, session_ids: list[str]
+    ) -> None:
+        async with make_client() as client:
+            first = await client.get_session_channels(session_ids[0])
+            first.clear()  # the caller's list is the caller's to change
+            second = await client.get_session_channels(session_ids[1])
+            third = await client.get_session_channels(session_ids[2])
+        assert second == third
+        assert second is not third
+        assert all(a is b for a, b in zip(second, third, strict=True))
+        assert len(second) == len(fake.channels(session_ids[1]))
+
+    async def test_answers_that_differ_are_decoded_separately(
+        self, fake: FakeKodMobi, make_client: ClientFactory, session_ids: list[str]
+    ) -> None:
+        a, b = session_ids[:2]
+        fake.set_channel_state(a, "sms", timeout=30)
+        async with make_client() as client:
+            channels_a = await client.get_session_channels(a)
+            channels_b = await client.get_session_channels(b)
+        sms_a = next(c for c in channels_a if c.type == "sms")
+        sms_b = next(c for c in channels_b if c.type == "sms")
+        assert (sms_a.timeout, sms_b.timeout) == (30, fake_timeout(fake, b, "sms"))
+
+    async def test_plain_http_connections_read_in_small_steps(
+        self, make_client: ClientFactory, session_ids: list[str]
+    ) -> None:
+        async with make_client() as client:
+            await client.get_session_channels(session_ids[0])
+            session = client._session
+            assert session is not None
+            # aiohttp internals, on purpose: this pins the private hook the client's
+            # connector overrides, so an aiohttp that drops it fails here.
+            connector: Any = session.connector
+            sizes = [
+                proto.transport.max_size
+                for conns in connector._conns.values()
+                for proto, _ in conns
+            ]
+            assert sizes == [64 * 1024]
 
     async def test_pool_size_bounds_concurrent_connections(
         self, fake: FakeKodMobi, make_client: ClientFactory, session_ids: list[str]
