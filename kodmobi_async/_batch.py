@@ -31,6 +31,7 @@ from ._errors import (
     PermissionDeniedError,
 )
 from ._models import SessionChannel
+from ._seen import SeenIds
 
 if TYPE_CHECKING:
     from ._client import KodMobiClient
@@ -121,6 +122,8 @@ class _Source:
     def __init__(self, session_ids: Iterable[str] | AsyncIterable[str]) -> None:
         self.total: int | None = len(session_ids) if isinstance(session_ids, Sized) else None
         self._sync: Iterator[str] | None = None
+        #: The input as a plain iterator, when it is one (read directly by workers).
+        self.plain: Iterator[object] | None = None
         self._async: AsyncIterator[str] | None = None
         if isinstance(session_ids, AsyncIterable):
             self._async = aiter(session_ids)
@@ -131,7 +134,7 @@ class _Source:
             )
             raise ConfigurationError(msg)
         elif isinstance(session_ids, Iterable):
-            self._sync = iter(session_ids)
+            self._sync = self.plain = iter(session_ids)
         else:
             msg = f"session_ids must be an iterable of ids, got {type(session_ids).__name__}"
             raise ConfigurationError(msg)
@@ -185,7 +188,8 @@ class _Batch:
         self.on_progress = on_progress
         self.store = store
         self.deliver = deliver
-        self.seen: set[str] | dict[str, Outcome] = store if store is not None else set()
+        # gather's result dict already holds every id; a stream needs its own memory.
+        self.seen = SeenIds() if store is None else None
         self.done = 0
         self.fatal: KodMobiError | None = None
 
@@ -194,31 +198,36 @@ class _Batch:
         if self.on_progress is not None:
             self.on_progress(self.done, self.source.total)
 
-    def _mark_seen(self, session_id: str) -> None:
-        if self.store is not None:
-            # Reserves the id's place so the result keeps input order.
-            self.store[session_id] = _PENDING  # type: ignore[assignment]
-        else:
-            self.seen.add(session_id)  # type: ignore[union-attr]
+    def _is_new(self, session_id: str) -> bool:
+        store = self.store
+        if store is None:
+            assert self.seen is not None  # noqa: S101 -- set whenever store is not
+            return self.seen.add(session_id)
+        if session_id in store:
+            return False
+        # Reserves the id's place so the result keeps input order.
+        store[session_id] = _PENDING  # type: ignore[assignment]
+        return True
 
     async def _worker(self) -> None:
         fetch = self.client._fetch
         source = self.source
-        seen = self.seen
+        plain = source.plain
+        is_new = self._is_new
         store = self.store
         deliver = self.deliver
         timeout, limit = self.timeout, self.limit
         while self.fatal is None:
-            item = await source.next()
+            # A plain iterable is read without a coroutine per id: it cannot block.
+            item = next(plain, _END) if plain is not None else await source.next()
             if item is _END:
                 return
             # Junk in the input is an outcome like any bad id; key it by its repr so it
             # can be reported (a list, say, is not even hashable).
             session_id = item if isinstance(item, str) else repr(item)
-            if session_id in seen:
+            if not is_new(session_id):
                 self._progress()
                 continue
-            self._mark_seen(session_id)
             outcome: Outcome
             try:
                 outcome = await fetch(session_id, timeout, limit)
@@ -248,6 +257,8 @@ class _Batch:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            if self.seen is not None:
+                self.seen.close()
         if self.fatal is not None:
             raise self.fatal
 
