@@ -29,6 +29,7 @@ def tests(session: nox.Session) -> None:
     # before pytest-cov starts, which would hide module-level lines from the report.
     env = {"COVERAGE_FILE": f".coverage.{session.python}"}
     session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
+    session.run("coverage", "combine", "--quiet", env=env)  # the CLI's subprocesses too
     session.run("coverage", "report", env=env)
 
 
