@@ -422,18 +422,37 @@ class TestAgainstFakeServer:
         # aiohttp may resend once by itself; the SDK's own retry shows in its log.
         assert any("retrying" in r.getMessage() for r in caplog.records)
 
-    async def test_attempt_timeout_is_retried_and_deadline_raises_timeout(
+    async def test_attempt_timeout_is_retried(
         self, fake: FakeKodMobi, session_ids: list[str]
     ) -> None:
         fake.script(Fault.delay(5.0), times=None)
-        retry = RetryPolicy(attempts=2, initial_wait=0.0, jitter=False)
-        async with KodMobiClient(SECRET_KEY, base_url=fake.url, timeout=0.3, retry=retry) as client:
+        # Generous deadline, short attempts: what ends the call is the attempt count.
+        retry = RetryPolicy(attempts=3, initial_wait=0.0, jitter=False, attempt_timeout=0.1)
+        async with KodMobiClient(SECRET_KEY, base_url=fake.url, timeout=30, retry=retry) as client:
             with pytest.raises(APITimeoutError) as caught:
                 await client.get_session_channels(session_ids[0])
+        fake.clear_faults()
         assert isinstance(caught.value, APIConnectionError)
         assert isinstance(caught.value.__cause__, asyncio.TimeoutError | TimeoutError)
-        assert fake.request_count == 2  # two attempts of 0.15 s each
+        assert caught.value.attempts == 3
+        assert await fake.wait_for_requests(3)
+
+    async def test_deadline_ends_a_call_whose_attempts_hang(
+        self, fake: FakeKodMobi, session_ids: list[str]
+    ) -> None:
+        fake.script(Fault.delay(5.0), times=None)
+        # Many attempts allowed, but the 0.5 s deadline covers them all.
+        retry = RetryPolicy(attempts=50, initial_wait=0.0, jitter=False, attempt_timeout=0.2)
+        loop = asyncio.get_running_loop()
+        async with KodMobiClient(SECRET_KEY, base_url=fake.url, timeout=0.5, retry=retry) as client:
+            started = loop.time()
+            with pytest.raises(APITimeoutError) as caught:
+                await client.get_session_channels(session_ids[0])
+            elapsed = loop.time() - started
         fake.clear_faults()
+        assert caught.value.attempts < 50
+        # The deadline, plus scheduling slack on a loaded machine; never 50 x 0.2 s.
+        assert elapsed < 2.0
 
     async def test_redirect_is_refused_and_not_followed(
         self, fake: FakeKodMobi, make_client: ClientFactory
