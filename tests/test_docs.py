@@ -490,6 +490,7 @@ def built_docs(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
     """
     # The tests extra installs the docs extra: a missing Sphinx is an error, not a skip.
     from sphinx.cmd import build as sphinx_build
+
     out = tmp_path_factory.mktemp("html")
     doctrees = tmp_path_factory.mktemp("doctrees")
     args: Sequence[str] = ["-W", "--keep-going", "-n", "-q", "-b", "html"]

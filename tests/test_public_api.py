@@ -196,6 +196,7 @@ class TestTyping:
     def test_documented_arguments_type_check_in_user_code(self, tmp_path: Path) -> None:
         # Runs mypy in-process (a few seconds); the tests extra installs it.
         from mypy import api as mypy_api
+
         config = tmp_path / "mypy.ini"  # the user's settings, not this repository's
         config.write_text("[mypy]\nstrict = True\n")
 
