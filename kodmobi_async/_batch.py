@@ -31,6 +31,7 @@ from ._errors import (
     PermissionDeniedError,
 )
 from ._models import SessionChannel
+from ._protocol import validate_session_id
 from ._seen import SeenIds
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ class _Batch:
             item = next(plain, _END) if plain is not None else await source.next()
             if item is _END:
                 return
-            # Junk in the input is an outcome like any bad id; key it by its repr so it
+            # Junk in the input is an outcome like any bad id, keyed by its repr so it
             # can be reported (a list, say, is not even hashable).
             session_id = item if isinstance(item, str) else repr(item)
             if not is_new(session_id):
@@ -230,6 +231,8 @@ class _Batch:
                 continue
             outcome: Outcome
             try:
+                if session_id is not item:
+                    validate_session_id(item)  # raises, saying what the item was
                 outcome = await fetch(session_id, timeout, limit)
             except _FATAL as error:
                 if self.fatal is None:

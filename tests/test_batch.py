@@ -214,6 +214,8 @@ class TestGather:
             results = await client.gather_session_channels([sid, 42, None, ["x"]])  # type: ignore[list-item]
         assert list(results) == [sid, "42", "None", "['x']"]
         assert all(isinstance(results[k], InvalidSessionIdError) for k in ["42", "None", "['x']"])
+        assert str(results["42"]).endswith("got int")
+        assert str(results["['x']"]).endswith("got list")
 
     async def test_empty_input_is_an_empty_result(self, make_client: ClientFactory) -> None:
         async with make_client() as client:
