@@ -122,8 +122,7 @@ class _Source:
 
     def __init__(self, session_ids: Iterable[str] | AsyncIterable[str]) -> None:
         self.total: int | None = len(session_ids) if isinstance(session_ids, Sized) else None
-        self._sync: Iterator[str] | None = None
-        #: The input as a plain iterator, when it is one (read directly by workers).
+        #: The input as a plain iterator, when it is one (workers read it directly).
         self.plain: Iterator[object] | None = None
         self._async: AsyncIterator[str] | None = None
         if isinstance(session_ids, AsyncIterable):
@@ -135,7 +134,7 @@ class _Source:
             )
             raise ConfigurationError(msg)
         elif isinstance(session_ids, Iterable):
-            self._sync = self.plain = iter(session_ids)
+            self.plain = iter(session_ids)
         else:
             msg = f"session_ids must be an iterable of ids, got {type(session_ids).__name__}"
             raise ConfigurationError(msg)
@@ -144,16 +143,10 @@ class _Source:
         self.exhausted = False
 
     async def next(self) -> object:
-        """The next item of the input, or ``_END``; a ``None`` in the input is an item."""
+        """The next item of an async input, or ``_END``; a ``None`` in it is an item."""
         if self.exhausted:
             return _END
-        if self._sync is not None:
-            try:
-                return next(self._sync)
-            except StopIteration:
-                self.exhausted = True
-                return _END
-        assert self._async is not None  # noqa: S101 -- one of the two is always set
+        assert self._async is not None  # noqa: S101 -- plain inputs never come here
         async with self._lock:
             if self.exhausted:
                 return _END
@@ -317,10 +310,7 @@ async def stream(
             if item is None:
                 break
             yield item
-        while not queue.empty():  # outcomes that raced the end marker
-            item = queue.get_nowait()
-            if item is not None:
-                yield item
+        # Every outcome was queued before the end marker: nothing is left behind it.
         await supervisor  # raises the fatal error that stopped the batch, if any
     finally:
         supervisor.cancel()

@@ -201,6 +201,19 @@ class TestGather:
             with pytest.raises(ConfigurationError, match="concurrency"):
                 await client.gather_session_channels([], concurrency=bad)  # type: ignore[arg-type]
 
+    @pytest.mark.parametrize("bad", [0, -2.5, float("inf"), True, "5"])
+    async def test_bad_batch_timeout_is_refused(
+        self, make_client: ClientFactory, bad: object
+    ) -> None:
+        async with make_client() as client:
+            with pytest.raises(ConfigurationError, match="timeout"):
+                await client.gather_session_channels([], timeout=bad)  # type: ignore[arg-type]
+
+    async def test_something_not_iterable_is_refused(self, make_client: ClientFactory) -> None:
+        async with make_client() as client:
+            with pytest.raises(ConfigurationError, match="iterable of ids, got int"):
+                await client.gather_session_channels(42)  # type: ignore[arg-type]
+
     async def test_a_single_string_is_refused(self, make_client: ClientFactory) -> None:
         async with make_client() as client:
             with pytest.raises(ConfigurationError, match=r"\[session_id\]"):
