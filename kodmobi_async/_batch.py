@@ -10,7 +10,6 @@ every id ends with exactly one outcome: its channels or its error.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -31,7 +30,7 @@ from ._errors import (
     PermissionDeniedError,
 )
 from ._models import SessionChannel
-from ._protocol import validate_session_id
+from ._protocol import is_positive_seconds, validate_session_id
 from ._seen import SeenIds
 
 if TYPE_CHECKING:
@@ -106,12 +105,7 @@ def _check_concurrency(concurrency: object) -> int:
 def _check_timeout(client: KodMobiClient, timeout: object) -> tuple[float, float]:
     if timeout is None:
         return client.timeout, client._attempt_limit
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
+    if not is_positive_seconds(timeout):
         msg = f"timeout must be a positive number of seconds or None, got {timeout!r}"
         raise ConfigurationError(msg)
     return float(timeout), client.retry_policy.attempt_limit(float(timeout))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
@@ -105,7 +104,7 @@ class KodMobiClient:
         environ = os.environ
         key = _protocol.resolve_api_key(api_key, environ)
         self._base_url = _protocol.resolve_base_url(base_url, environ, allow_http=allow_http)
-        if not _is_positive_seconds(timeout):
+        if not _protocol.is_positive_seconds(timeout):
             msg = f"timeout must be a positive number of seconds, got {timeout!r}"
             raise ConfigurationError(msg)
         if type(max_connections) is not int or max_connections < 1:
@@ -506,15 +505,6 @@ async def _read_body(response: aiohttp.ClientResponse) -> bytes:
             raise _BodyTooLargeError(detail, response.status)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _is_positive_seconds(value: object) -> bool:
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value > 0
-    )
 
 
 def _label(session_id: str | None) -> str:

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from . import _converter
@@ -38,6 +38,7 @@ __all__ = [
     "LANGUAGES",
     "MAX_BODY_BYTES",
     "decode_channels_response",
+    "is_positive_seconds",
     "mask_session_id",
     "parse_retry_after",
     "resolve_api_key",
@@ -195,6 +196,16 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_positive_seconds(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is a usable duration: a finite number above zero, not a bool."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def validate_language(language: str | None) -> str | None:
