@@ -24,7 +24,9 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Union
 
 from ._errors import (
+    APIError,
     AuthenticationError,
+    ClientStateError,
     ConfigurationError,
     KodMobiError,
     PermissionDeniedError,
@@ -44,7 +46,7 @@ Outcome = Union[list[SessionChannel], KodMobiError]  # noqa: UP007 -- a runtime 
 ProgressCallback = Callable[[int, Union[int, None]], None]  # noqa: UP007
 
 # Errors that would fail every further lookup the same way: stop the batch.
-_FATAL = (AuthenticationError, PermissionDeniedError)
+_FATAL = (AuthenticationError, PermissionDeniedError, ClientStateError)
 _PENDING: object = object()
 _END: object = object()
 
@@ -66,9 +68,15 @@ class BatchResult(Mapping[str, Outcome]):
 
     __slots__ = ("_outcomes", "not_looked_up")
 
+    not_looked_up: tuple[str, ...]
+
     def __init__(self, outcomes: dict[str, Outcome], not_looked_up: tuple[str, ...] = ()) -> None:
         self._outcomes = outcomes
         self.not_looked_up = not_looked_up
+
+    def __bool__(self) -> bool:
+        """True when the batch holds anything: an outcome or an id not looked up."""
+        return bool(self._outcomes) or bool(self.not_looked_up)
 
     def __getitem__(self, session_id: str) -> Outcome:
         return self._outcomes[session_id]
@@ -95,11 +103,29 @@ class BatchResult(Mapping[str, Outcome]):
         return f"<BatchResult ok={len(self._outcomes) - failed} errors={failed}{extra}>"
 
 
+# Workers are tasks: more than this is a typo, and would take the memory of a typo.
+MAX_CONCURRENCY = 65_536
+
+
 def _check_concurrency(concurrency: object) -> int:
-    if type(concurrency) is not int or concurrency < 1:
-        msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
+    if type(concurrency) is not int or not 1 <= concurrency <= MAX_CONCURRENCY:
+        shown = (
+            f"an integer of {concurrency.bit_length()} bits"
+            if type(concurrency) is int and concurrency.bit_length() > 64
+            else repr(concurrency)[:80]
+        )
+        msg = f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {shown}"
         raise ConfigurationError(msg)
     return concurrency
+
+
+def _unexpected(session_id: str, exc: Exception) -> APIError:
+    error = APIError(
+        f"looking up {session_id!r} failed unexpectedly with {type(exc).__name__} "
+        "(a bug in kodmobi-async or a dependency; please report it)"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _check_timeout(client: KodMobiClient, timeout: object) -> tuple[float, float]:
@@ -227,6 +253,8 @@ class _Batch:
                 return
             except KodMobiError as error:
                 outcome = error
+            except Exception as exc:  # a bug in one lookup must not lose the others
+                outcome = _unexpected(session_id, exc)
             if store is not None:
                 store[session_id] = outcome
             else:

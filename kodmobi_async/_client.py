@@ -27,9 +27,11 @@ from ._errors import (
     APITimeoutError,
     ClientStateError,
     ConfigurationError,
+    KodMobiError,
     ResponseValidationError,
 )
 from ._models import SessionChannel
+from ._redact import Redactor
 from ._retry import Retrier, RetryPolicy
 from ._throttle import PauseGate, RetryBudget
 
@@ -46,7 +48,13 @@ _PAUSING_STATUSES = frozenset({429, 503})
 _MAX_BODY = _protocol.MAX_BODY_BYTES
 _ENCODING = "Content-Encoding"
 _READ_SIZE = 64 * 1024
+# The decode-once cache holds at most this many bodies of at most this size, so a
+# long-lived client keeps under 1 MiB of bodies (plus their frozen channels) whatever
+# an upstream sends. Real channel lists are well under the size limit.
 _DECODED_CACHE_SIZE = 256
+_DECODED_CACHE_MAX_BODY = 4096
+# Past this, a pool or a batch is a mistake (more than a process can hold sockets for).
+MAX_CONNECTIONS = 65_536
 
 
 def _user_agent() -> str:
@@ -103,12 +111,21 @@ class KodMobiClient:
     ) -> None:
         environ = os.environ
         key = _protocol.resolve_api_key(api_key, environ)
-        self._base_url = _protocol.resolve_base_url(base_url, environ, allow_http=allow_http)
+        self._redactor = Redactor((key,))
+        self._base_url = _protocol.resolve_base_url(
+            base_url, environ, allow_http=allow_http, redactor=self._redactor
+        )
         if not _protocol.is_positive_seconds(timeout):
-            msg = f"timeout must be a positive number of seconds, got {timeout!r}"
+            msg = (
+                "timeout must be a positive number of seconds, at most "
+                f"{_protocol.MAX_SECONDS:g} (one day), got {_shown_number(timeout)}"
+            )
             raise ConfigurationError(msg)
-        if type(max_connections) is not int or max_connections < 1:
-            msg = f"max_connections must be an integer >= 1, got {max_connections!r}"
+        if type(max_connections) is not int or not 1 <= max_connections <= MAX_CONNECTIONS:
+            msg = (
+                f"max_connections must be an integer from 1 to {MAX_CONNECTIONS}, "
+                f"got {_shown_number(max_connections)}"
+            )
             raise ConfigurationError(msg)
         if retry is not None and not isinstance(retry, RetryPolicy):
             msg = f"retry must be a RetryPolicy, got {type(retry).__name__}"
@@ -140,6 +157,9 @@ class KodMobiClient:
         self._owns_session = session is None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        # Calls waiting out a backoff or a pause, which close() wakes.
+        self._sleepers: set[asyncio.Task[Any]] = set()
+        self._woken: set[asyncio.Task[Any]] = set()
 
         # Many sessions of a project answer with byte-identical bodies (same channels,
         # same flags, no cool-down), and SessionChannel is immutable: decoding each
@@ -148,7 +168,9 @@ class KodMobiClient:
         self._decoded: dict[bytes, tuple[SessionChannel, ...]] = {}
         self._budget = RetryBudget(self._policy.budget, self._policy.budget_refill)
         self._gate = PauseGate()
-        self._retrier = Retrier(self._policy, self._clock, self._budget, self._gate, logger)
+        self._retrier = Retrier(
+            self._policy, self._clock, self._budget, self._gate, logger, sleep=self._sleep
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -167,9 +189,15 @@ class KodMobiClient:
     async def close(self) -> None:
         """Close the connection pool the client owns; a caller's session is left open.
 
-        Safe to call more than once. A closed client refuses further calls.
+        Safe to call more than once. A closed client refuses further calls, and calls
+        still in flight end promptly with :class:`ClientStateError`, wherever they are:
+        waiting for a pooled connection, mid-request, or waiting before a retry. None
+        of them sees a :class:`asyncio.CancelledError` it did not ask for.
         """
         self._closed = True
+        for task in self._sleepers - self._woken:
+            self._woken.add(task)
+            task.cancel()
         session, self._session = self._session, None
         if session is not None and self._owns_session and not session.closed:
             await session.close()
@@ -266,6 +294,31 @@ class KodMobiClient:
     async def _fetch(
         self, session_id: str | None, timeout: float, limit: float
     ) -> list[SessionChannel]:
+        """One lookup, from argument checks to the last retry.
+
+        The one rule of every call is enforced here, by construction: whatever the
+        network sends and wherever a bug hides, nothing but a :class:`KodMobiError` (or
+        the caller's own cancellation) leaves.
+        """
+        try:
+            return await self._lookup(session_id, timeout, limit)
+        except KodMobiError:
+            raise
+        except Exception as exc:  # a bug (ours or a dependency's): still a typed error
+            failure: KodMobiError = APIError(
+                self._redactor.text(
+                    f"{_label(session_id)} failed unexpectedly: {_describe(exc)} "
+                    "(a bug in kodmobi-async or a dependency; please report it)"
+                ),
+                method=_GET,
+                path=_PATH,
+            )
+            cause: BaseException = exc
+        raise self._sealed(failure, cause)
+
+    async def _lookup(
+        self, session_id: str | None, timeout: float, limit: float
+    ) -> list[SessionChannel]:
         if session_id is None:
             url = self._project_url
         else:
@@ -296,6 +349,8 @@ class KodMobiClient:
         limit: float,
         session_id: str | None,
     ) -> list[SessionChannel]:
+        if self._closed:
+            raise self._closed_error(session_id)
         clock = self._clock
         now = clock.monotonic()
         if self._gate.until > now:
@@ -306,6 +361,11 @@ class KodMobiClient:
             msg = f"the deadline of {_GET} {_PATH} passed before attempt {attempt}"
             raise APITimeoutError(msg, method=_GET, path=_PATH)
         started = time.perf_counter()
+        # Failures are built inside the except blocks but raised after them, so the
+        # error's __context__ is not the transport's exception (whose repr may carry
+        # the request headers); its cause is attached explicitly, and sealed.
+        failure: KodMobiError
+        cause: BaseException | None
         try:
             if self._owns_session and remaining >= limit and limit == self._attempt_limit:
                 # The session's default timeout is already `limit`: pass nothing extra.
@@ -327,39 +387,113 @@ class KodMobiClient:
                     body = await response.read()  # the common case, without another frame
                 else:
                     body = await _read_body(response)
+        except asyncio.CancelledError:
+            # close() cancels the connector's waiters for a pooled connection; that
+            # is the client shutting down, not the caller cancelling.
+            if not self._closed or _cancelling():
+                raise
+            failure, cause = self._closed_error(session_id), None
         except (asyncio.TimeoutError, TimeoutError) as exc:
             self._log_attempt(session_id, attempt, "timeout", started)
             msg = f"kod.mobi did not answer {_GET} {_PATH} within {limit:.3g} s (attempt {attempt})"
-            raise APITimeoutError(msg, method=_GET, path=_PATH) from exc
-        except aiohttp.ClientError as exc:
-            self._log_attempt(session_id, attempt, type(exc).__name__, started)
-            msg = f"could not get an answer from kod.mobi for {_GET} {_PATH}: {_describe(exc)}"
-            raise APIConnectionError(msg, method=_GET, path=_PATH) from exc
+            failure, cause = APITimeoutError(msg, method=_GET, path=_PATH), exc
         except _BodyTooLargeError as exc:
             self._log_attempt(session_id, attempt, "body too large", started)
             msg = (
                 f"kod.mobi answered {_GET} {_PATH} with a body over "
                 f"{_protocol.MAX_BODY_BYTES} bytes ({exc}); refused without reading it"
             )
-            raise ResponseValidationError(msg, status=exc.status, method=_GET, path=_PATH) from None
-        if logger.isEnabledFor(logging.DEBUG):
-            self._log_attempt(session_id, attempt, status, started)
-        if 200 <= status < 300:
-            decoded = self._decoded
-            cached = decoded.get(body)
-            if cached is None:
-                cached = tuple(_protocol.decode_channels_response(status, headers, body))
+            failure = ResponseValidationError(msg, status=exc.status, method=_GET, path=_PATH)
+            cause = None
+        except Exception as exc:  # aiohttp.ClientError, and whatever else a socket raises
+            self._log_attempt(session_id, attempt, type(exc).__name__, started)
+            if self._closed:
+                failure, cause = self._closed_error(session_id), None
+            else:
+                msg = self._redactor.text(
+                    f"could not get an answer from kod.mobi for {_GET} {_PATH}: {_describe(exc)}"
+                )
+                failure, cause = APIConnectionError(msg, method=_GET, path=_PATH), exc
+        else:
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log_attempt(session_id, attempt, status, started)
+            if 200 <= status < 300:
+                return self._channels(status, headers, body)
+            error = _protocol.status_error(
+                status,
+                headers,
+                self._redactor.body(body),
+                method=_GET,
+                path=_PATH,
+                redactor=self._redactor,
+            )
+            if error.retry_after is not None and status in _PAUSING_STATUSES:
+                pause = min(error.retry_after, self._policy.max_retry_after)
+                self._gate.pause_until(clock.monotonic() + pause)
+            raise error
+        raise self._sealed(failure, cause)
+
+    def _channels(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> list[SessionChannel]:
+        decoded = self._decoded
+        cached = decoded.get(body)
+        if cached is None:
+            try:
+                cached = tuple(
+                    _protocol.decode_channels_response(
+                        status, headers, body, redactor=self._redactor
+                    )
+                )
+            except ResponseValidationError as error:
+                self._redactor.seal(error)
+                raise
+            if len(body) <= _DECODED_CACHE_MAX_BODY:
                 if len(decoded) >= _DECODED_CACHE_SIZE:
                     del decoded[next(iter(decoded))]  # the oldest entry
                 decoded[body] = cached
-            channels = list(cached)
-            self._budget.on_success()
-            return channels
-        error = _protocol.status_error(status, headers, body, method=_GET, path=_PATH)
-        if error.retry_after is not None and status in _PAUSING_STATUSES:
-            pause = min(error.retry_after, self._policy.max_retry_after)
-            self._gate.pause_until(clock.monotonic() + pause)
-        raise error
+        self._budget.on_success()
+        return list(cached)
+
+    def _sealed(self, failure: KodMobiError, cause: BaseException | None) -> KodMobiError:
+        failure.__cause__ = cause
+        self._redactor.seal(failure)
+        return failure
+
+    def _closed_error(self, session_id: str | None) -> ClientStateError:
+        return ClientStateError(
+            f"{_label(session_id)} was in flight when its KodMobiClient was closed; "
+            "close the client only after its calls have finished (e.g. at the end of "
+            "`async with`, or in your application's shutdown)"
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep on the client's clock; end at once with an error if it is closed.
+
+        The sleep runs in the caller's task, as the clock's own would (a FakeClock's
+        bookkeeping depends on it); close() wakes it by cancelling that task while it
+        is registered here, and the cancellation is turned back into an error.
+        """
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 -- always called from a call's task
+        self._sleepers.add(task)
+        try:
+            await self._clock.sleep(seconds)
+        except asyncio.CancelledError:
+            if task not in self._woken:
+                raise  # the caller's own cancellation
+            self._woken.discard(task)
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+            failure = self._closed_error(None)
+        else:
+            if not self._closed:
+                return
+            failure = self._closed_error(None)
+        finally:
+            self._sleepers.discard(task)
+        raise failure
 
     async def _wait_at_gate(self, now: float, deadline: float, session_id: str | None) -> None:
         until = self._gate.until
@@ -371,7 +505,7 @@ class KodMobiClient:
             raise APITimeoutError(msg, method=_GET, path=_PATH)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s waits %.3f s at the rate-limit pause", _label(session_id), until - now)
-        await self._clock.sleep(until - now)
+        await self._sleep(until - now)
 
     def _log_attempt(
         self, session_id: str | None, attempt: int, outcome: object, started: float
@@ -514,5 +648,27 @@ def _label(session_id: str | None) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    try:
+        text = str(exc)
+    except Exception:  # an exception that cannot print itself still has a name
+        text = ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (by its caller)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    # Python 3.10 cannot tell; a CancelledError seen after close() is then taken for
+    # the shutdown's, which is right unless the caller cancelled in the same instant.
+    return bool(cancelling()) if cancelling is not None else False
+
+
+def _shown_number(value: object) -> str:
+    """A repr that stays short for ints of any size."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        return repr(value)[:80]
+    except Exception:  # a repr that fails still names the type
+        return type(value).__name__

@@ -55,7 +55,16 @@ __all__ = [
 
 
 class KodMobiError(Exception):
-    """Base class of every error this SDK raises."""
+    """Base class of every error this SDK raises.
+
+    Attributes:
+        partial_result: When this error stopped a batch (an authentication or
+            permission failure, or the client closed under it), the
+            :class:`~kodmobi_async.BatchResult` of the lookups that finished, with the
+            ids that were not looked up in ``not_looked_up``; ``None`` otherwise.
+    """
+
+    partial_result: BatchResult | None = None
 
 
 class ConfigurationError(KodMobiError, ValueError):
@@ -68,6 +77,8 @@ class InvalidSessionIdError(KodMobiError, ValueError):
     Attributes:
         session_id: The offending value, as given.
     """
+
+    session_id: object
 
     def __init__(self, message: str, *, session_id: object) -> None:
         super().__init__(message)
@@ -86,10 +97,12 @@ class APIError(KodMobiError):
         path: Request path of the failed call (no query string, so no session id).
         attempts: How many attempts were made before giving up (set once the retry
             loop is done; ``1`` for an error raised on the first try without retry).
-        partial_result: When this error stopped a batch (an authentication or
-            permission failure), the :class:`~kodmobi_async.BatchResult` of the lookups
-            that finished, with the ids that were not looked up in ``not_looked_up``.
     """
+
+    message: str
+    method: str
+    path: str
+    attempts: int
 
     def __init__(self, message: str, *, method: str = "GET", path: str = "") -> None:
         super().__init__(message)
@@ -97,7 +110,6 @@ class APIError(KodMobiError):
         self.method = method
         self.path = path
         self.attempts = 1
-        self.partial_result: BatchResult | None = None
 
     def __str__(self) -> str:
         if self.attempts > 1:
@@ -128,6 +140,12 @@ class APIStatusError(APIError):
         retry_after: Seconds the service asked us to wait, if it said.
     """
 
+    status: int
+    error: str | None
+    sys_message: str | None
+    error_params: Mapping[str, Any]
+    retry_after: float | None
+
     def __init__(
         self,
         message: str,
@@ -144,7 +162,7 @@ class APIStatusError(APIError):
         self.status = status
         self.error = error
         self.sys_message = sys_message
-        self.error_params: Mapping[str, Any] = dict(error_params or {})
+        self.error_params = dict(error_params or {})
         self.retry_after = retry_after
 
 
@@ -157,6 +175,8 @@ class RedirectError(APIStatusError):
     Attributes:
         location: Where the redirect pointed, or ``None`` if it did not say.
     """
+
+    location: str | None
 
     def __init__(self, message: str, *, location: str | None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -200,6 +220,9 @@ class ResponseValidationError(APIError):
         field_path: Where in the body the problem is (``"$[2].timeout"``), when known.
     """
 
+    status: int
+    field_path: str | None
+
     def __init__(
         self,
         message: str,
@@ -223,6 +246,8 @@ class RetryBudgetExhaustedError(APIError):
     Attributes:
         last_error: The error that would have been retried.
     """
+
+    last_error: APIError
 
     def __init__(self, message: str, *, last_error: APIError) -> None:
         super().__init__(message, method=last_error.method, path=last_error.path)

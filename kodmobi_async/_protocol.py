@@ -29,6 +29,7 @@ from ._errors import (
     status_error_class,
 )
 from ._models import SessionChannel
+from ._redact import NO_SECRETS, Redactor
 
 __all__ = [
     "API_KEY_ENV",
@@ -37,8 +38,11 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "LANGUAGES",
     "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_SECONDS",
     "decode_channels_response",
     "is_positive_seconds",
+    "load_json",
     "mask_session_id",
     "parse_retry_after",
     "resolve_api_key",
@@ -55,13 +59,25 @@ CHANNELS_PATH = "/session/channels"
 LANGUAGES = frozenset({"en", "ru"})
 # Channel lists are a few hundred bytes; anything near this is not kod.mobi talking.
 MAX_BODY_BYTES = 1024 * 1024
+# A channel list nests three levels; an error envelope a few more. Deeper JSON is
+# refused before parsing, so no answer can exhaust the interpreter's recursion limit.
+MAX_JSON_DEPTH = 64
+# The longest duration accepted for a deadline: one day. Longer is a mistake (and past
+# what asyncio's timers and aiohttp's timeouts handle without overflowing).
+MAX_SECONDS = 86_400.0
 
 # Crockford base32 without I, L, O, U; the first character is at most 7 because a
 # ULID is 128 bits and 26 * 5 = 130.
 _ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 _EXCERPT_CHARS = 200
-_USERINFO = re.compile(r"//[^/?#]*@")
+# The bytes that decide JSON nesting: brackets, and the quotes and backslashes that
+# tell whether a bracket is inside a string. One class, so the scan is linear.
+_JSON_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
+_QUOTE = 0x22
+_BACKSLASH = 0x5C
 
 
 def validate_session_id(session_id: object) -> str:
@@ -145,7 +161,11 @@ def resolve_api_key(api_key: str | None, environ: Mapping[str, str]) -> str:
 
 
 def resolve_base_url(
-    base_url: str | None, environ: Mapping[str, str], *, allow_http: bool = False
+    base_url: str | None,
+    environ: Mapping[str, str],
+    *,
+    allow_http: bool = False,
+    redactor: Redactor = NO_SECRETS,
 ) -> str:
     """The API root: the argument, else ``KODMOBI_BASE_URL``, else production.
 
@@ -153,31 +173,38 @@ def resolve_base_url(
         base_url: What the caller passed.
         environ: Where to look for ``KODMOBI_BASE_URL``.
         allow_http: Accept ``http://`` for a host that is not loopback.
+        redactor: Secrets to mask if the URL happens to contain them.
 
     Returns:
         The URL without a trailing slash, so paths can be appended.
 
     Raises:
         ConfigurationError: Not an absolute http(s) URL, or plain http to a remote host
-            without ``allow_http``.
+            without ``allow_http``. The message never repeats the URL's credentials,
+            query or fragment.
     """
     url = base_url if base_url is not None else environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     source = "base_url" if base_url is not None else BASE_URL_ENV
-    shown = _USERINFO.sub("//***@", url)  # never echo a password or a key in the URL
+    if not isinstance(url, str):
+        msg = f"{source} must be a string such as {DEFAULT_BASE_URL!r}, got {type(url).__name__}"
+        raise ConfigurationError(msg)
+    shown = redactor.text(shown_url(url))
+    if "@" in url or "?" in url or "#" in url:
+        msg = f"{source} must not carry credentials, a query or a fragment, got {shown!r}"
+        raise ConfigurationError(msg)
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 -- property access validates the port
     except ValueError as exc:
-        msg = f"{source} {shown!r} is not a valid URL: {exc}"
+        # Credentials, query and fragment were refused above, so urlsplit's message can
+        # quote only the host or the port.
+        msg = f"{source} {shown!r} is not a valid URL: {redactor.text(str(exc))}"
         raise ConfigurationError(msg) from exc
     if parts.scheme not in {"http", "https"} or not host:
         msg = (
             f"{source} must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, got {shown!r}"
         )
-        raise ConfigurationError(msg)
-    if "?" in url or "#" in url or "@" in parts.netloc:
-        msg = f"{source} must not carry credentials, a query or a fragment, got {shown!r}"
         raise ConfigurationError(msg)
     if parts.scheme == "http" and not allow_http and not _is_loopback(host):
         msg = (
@@ -187,6 +214,24 @@ def resolve_base_url(
         )
         raise ConfigurationError(msg)
     return url.rstrip("/")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as an error message may show it: credentials, query and fragment masked.
+
+    Works on any string, parseable or not: everything up to the last ``@`` after the
+    scheme is taken for credentials (a password may itself hold ``/``, ``?`` or ``#``),
+    and everything after the first ``?`` or ``#`` that follows is masked.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    if cut >= 0:
+        rest = rest[: cut + 1] + "***"
+    return f"{scheme}{sep}{rest}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -199,13 +244,13 @@ def _is_loopback(host: str) -> bool:
 
 
 def is_positive_seconds(value: object) -> TypeGuard[float]:
-    """Whether ``value`` is a usable duration: a finite number above zero, not a bool."""
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value > 0
-    )
+    """Whether ``value`` is a usable duration: a number above zero and at most a day.
+
+    Bools are refused; so are NaN, infinities and integers too large for a float.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 < value <= MAX_SECONDS  # exact for ints of any size, False for NaN
 
 
 def validate_language(language: str | None) -> str | None:
@@ -228,7 +273,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         now: The current time, for HTTP dates; defaults to the system clock.
 
     Returns:
-        Non-negative seconds, or ``None`` when absent or unparseable.
+        Non-negative finite seconds, or ``None`` when absent or unparseable (an
+        HTTP date whose year or zone is out of range included).
     """
     if value is None:
         return None
@@ -241,12 +287,62 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        current = now if now is not None else datetime.now(timezone.utc)
+        seconds = (when - current).total_seconds()
+    except Exception:  # absurd years and zones raise all sorts; unparseable
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = now if now is not None else datetime.now(timezone.utc)
-    return max(0.0, (when - current).total_seconds())
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def load_json(body: bytes) -> Any:
+    """Parse a JSON body whose nesting is at most :data:`MAX_JSON_DEPTH`.
+
+    Args:
+        body: The raw bytes of an answer.
+
+    Returns:
+        The decoded value.
+
+    Raises:
+        ValueError: Not UTF-8 JSON, or nested too deep (checked before parsing, so
+            the parser's recursion stays bounded whatever the body).
+    """
+    # Each level of nesting needs an opening bracket, so a body with few of them cannot
+    # be deep: the exact scan below runs only for bodies that might be.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
+        _check_depth(body)
+    try:
+        return json.loads(body)
+    except RecursionError as exc:  # unreachable after the depth check; kept as a belt
+        msg = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        raise ValueError(msg) from exc
+
+
+def _check_depth(body: bytes) -> None:
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for match in _JSON_STRUCTURE.finditer(body):
+        at = match.start()
+        if at == escaped_at:
+            continue
+        byte = body[at]
+        if in_string:
+            if byte == _BACKSLASH:
+                escaped_at = at + 1
+            elif byte == _QUOTE:
+                in_string = False
+        elif byte == _QUOTE:
+            in_string = True
+        elif byte in _OPENERS:
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                msg = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+                raise ValueError(msg)
+        elif byte in _CLOSERS:
+            depth -= 1
 
 
 def decode_channels_response(
@@ -256,8 +352,12 @@ def decode_channels_response(
     *,
     method: str = "GET",
     path: str = CHANNELS_PATH,
+    redactor: Redactor = NO_SECRETS,
 ) -> list[SessionChannel]:
     """Turn a ``/session/channels`` response into channels, or raise its error.
+
+    Whatever the bytes, this returns channels or raises one of the two documented
+    errors below; nothing else escapes.
 
     Args:
         status: HTTP status code.
@@ -265,6 +365,7 @@ def decode_channels_response(
         body: The raw body.
         method: Request method, for error messages.
         path: Request path, for error messages.
+        redactor: Secrets to mask in any text copied from the answer.
 
     Returns:
         The channels, in the order the service sent them.
@@ -274,29 +375,53 @@ def decode_channels_response(
         ResponseValidationError: A 2xx whose body is not a JSON array of channels.
     """
     if not 200 <= status < 300:
-        raise status_error(status, headers, body, method=method, path=path)
+        raise status_error(status, headers, body, method=method, path=path, redactor=redactor)
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = load_json(body)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+        why = str(exc) if "nested deeper" in str(exc) else "not JSON"
         msg = (
-            f"kod.mobi answered {status} to {method} {path} with a body that is not JSON: "
-            f"{_excerpt(body)!r}"
+            f"kod.mobi answered {status} to {method} {path} with a body that is {why}: "
+            f"{_excerpt(body, redactor)!r}"
         )
-        raise ResponseValidationError(
+        invalid = ResponseValidationError(
             msg, status=status, field_path=None, method=method, path=path
-        ) from exc
+        )
+        # A UnicodeDecodeError's repr quotes the whole body: chain it only when safe.
+        cause: Exception | None = exc if not redactor.shows(repr(exc)) else None
+    else:
+        return _structure_channels(data, status, method, path, redactor)
+    invalid.__cause__ = cause
+    raise invalid
+
+
+def _structure_channels(
+    data: Any, status: int, method: str, path: str, redactor: Redactor
+) -> list[SessionChannel]:
     # The legacy v1 API wrapped results as {"success": true, "data": ...}; accept that
     # shape too rather than fail if a deployment still answers with it.
     if type(data) is dict and data.get("success") is True and "data" in data:
         data = data["data"]
     try:
         return _converter.structure_channels(data)
-    except Exception as exc:
-        detail, field_path = _converter.describe_error(exc)
+    except Exception as exc:  # any failure to fit the model is the answer's
+        cause = exc
+        try:
+            detail, field_path = _converter.describe_error(exc)
+        except Exception:  # explaining must not fail where structuring did
+            detail, field_path = f"{type(exc).__name__}", None
         msg = f"kod.mobi answered {method} {path} with channels that do not fit the model: {detail}"
-        raise ResponseValidationError(
-            msg, status=status, field_path=field_path, method=method, path=path
-        ) from exc
+        error = ResponseValidationError(
+            redactor.text(msg),
+            status=status,
+            field_path=None if field_path is None else redactor.text(field_path),
+            method=method,
+            path=path,
+        )
+    # Chained outside the except block, so the raw cattrs error (which may quote a
+    # value from the body) is the cause only when it shows no secret.
+    error.__cause__ = cause if not redactor.shows(repr(cause)) else None
+    raise error
 
 
 def status_error(
@@ -306,27 +431,55 @@ def status_error(
     *,
     method: str = "GET",
     path: str = "",
+    redactor: Redactor = NO_SECRETS,
 ) -> APIStatusError:
     """Build the typed error for a non-success response.
 
     Reads kod.mobi's envelope (``success``, ``error``, ``error_params``, ``status``,
-    ``sys_message``) when the body is one, and a short excerpt of anything else.
+    ``sys_message``) when the body is one, and a short excerpt of anything else. Any
+    answer is accepted: what cannot be read is left out, never raised.
+
+    Args:
+        status: HTTP status code.
+        headers: Response headers.
+        body: The raw body.
+        method: Request method, for the message.
+        path: Request path, for the message.
+        redactor: Secrets to mask in any text copied from the answer.
 
     Returns:
         An :class:`APIStatusError` subclass chosen by ``status``.
     """
+    try:
+        return _status_error(status, headers, body, method, path, redactor)
+    except Exception:  # an unreadable answer still gets its status's class
+        cls = status_error_class(status)
+        msg = f"kod.mobi answered {status} with an answer that could not be read ({method} {path})"
+        if cls is RedirectError:
+            return RedirectError(msg, location=None, status=status, method=method, path=path)
+        return cls(msg, status=status, method=method, path=path)
+
+
+def _status_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    method: str,
+    path: str,
+    redactor: Redactor,
+) -> APIStatusError:
     error: str | None = None
     sys_message: str | None = None
     error_params: dict[str, Any] = {}
     envelope = _envelope(body)
     if envelope is not None:
-        error = _opt_str(envelope.get("error"))
-        sys_message = _opt_str(envelope.get("sys_message"))
+        error = _opt_str(envelope.get("error"), redactor)
+        sys_message = _opt_str(envelope.get("sys_message"), redactor)
         params = envelope.get("error_params")
         if isinstance(params, dict):
-            error_params = params
+            error_params = redactor.data(params)
     elif body:
-        error = _excerpt(body)
+        error = _excerpt(body, redactor) or None
     retry_after = parse_retry_after(_header(headers, "retry-after"))
     cls = status_error_class(status)
     what = f"kod.mobi answered {status}"
@@ -337,6 +490,8 @@ def status_error(
     msg = f"{what} ({method} {path})"
     if cls is RedirectError:
         location = _header(headers, "location")
+        if location is not None:
+            location = redactor.text(location)
         where = f"redirecting to {location!r}" if location else "a redirect without Location"
         msg = (
             f"kod.mobi answered {status} to {method} {path}, {where}; redirects are not "
@@ -371,18 +526,38 @@ def _envelope(body: bytes) -> dict[str, Any] | None:
     if body.lstrip()[:1] != b"{":
         return None
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = load_json(body)
+    except ValueError:
         return None
     if type(data) is not dict or not ({"error", "sys_message"} & data.keys()):
         return None
     return data
 
 
-def _opt_str(value: object) -> str | None:
+_MAX_FIELD_CHARS = 1000
+
+
+def _opt_str(value: object, redactor: Redactor) -> str | None:
     if value is None or value == "":
         return None
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool | int | float):
+        try:
+            text = str(value)
+        except ValueError:  # an int past the interpreter's digit limit
+            text = f"<a number of {value.bit_length()} bits>" if isinstance(value, int) else ""
+    else:
+        # A list or object where text belongs: say what it was, not its (maybe huge) repr.
+        text = f"<{_json_type(value)}>"
+    text = redactor.text(text)
+    if len(text) > _MAX_FIELD_CHARS:
+        text = text[: _MAX_FIELD_CHARS - 1] + "…"
+    return text
+
+
+def _json_type(value: object) -> str:
+    return "object" if isinstance(value, dict) else "array" if isinstance(value, list) else "value"
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -396,11 +571,12 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def _excerpt(body: bytes) -> str:
+def _excerpt(body: bytes, redactor: Redactor = NO_SECRETS) -> str:
     text = body[: _EXCERPT_CHARS * 8].decode("utf-8", "replace")
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     text = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
-    text = " ".join(html.unescape(text).split())
+    # Masked before shortening, so a cut can never leave part of a secret behind.
+    text = redactor.text(" ".join(html.unescape(text).split()))
     if len(text) > _EXCERPT_CHARS:
         text = text[: _EXCERPT_CHARS - 1] + "…"
     return text

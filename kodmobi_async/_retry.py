@@ -192,6 +192,8 @@ class Retrier:
         gate: PauseGate,
         logger: logging.Logger,
         rand: Callable[[], float] = random.random,
+        *,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.policy = policy
         self._clock = clock
@@ -199,6 +201,8 @@ class Retrier:
         self._gate = gate
         self._logger = logger
         self._rand = rand
+        # The client passes a sleep that ends early when it is closed.
+        self._sleep = sleep if sleep is not None else clock.sleep
 
     async def run(
         self,
@@ -274,7 +278,7 @@ class Retrier:
             retry=should_retry,
             wait=lambda _state: planned_wait,
             stop=stop_never,
-            sleep=self._clock.sleep,
+            sleep=self._sleep,
             before_sleep=log_retry,
             reraise=True,
         )

@@ -642,3 +642,59 @@ class TestSecrets:
         assert "attempt 2" in debug[1]
         assert len(warnings) == 1
         assert "ServerError" in warnings[0]
+
+
+class TestPromisesUnderHostileInput:
+    """Limits and the one rule of every call; tests/test_hostile.py has the raw bytes."""
+
+    async def test_large_identical_answers_are_not_kept_in_the_decode_cache(
+        self, fake: FakeKodMobi, make_client: ClientFactory
+    ) -> None:
+        # 60 channels with long links make a body well over the 4 KiB the cache keeps.
+        channels = [{"type": f"kind{i}", "link": "https://kod.mobi/" + "x" * 80} for i in range(60)]
+        a, b = fake.add_sessions(2, channels=channels)
+        async with make_client() as client:
+            first = await client.get_session_channels(a)
+            second = await client.get_session_channels(b)
+        assert first == second
+        assert not any(x is y for x, y in zip(first, second, strict=True))
+
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [
+            ("timeout", 10**400),
+            ("timeout", float("inf")),
+            ("timeout", float("nan")),
+            ("timeout", 86_401),
+            ("max_connections", 10**400),
+            ("max_connections", 65_537),
+        ],
+    )
+    def test_absurd_numbers_are_configuration_errors(self, option: str, value: object) -> None:
+        with pytest.raises(ConfigurationError, match=option) as info:
+            KodMobiClient(SECRET_KEY, **{option: value})
+        assert len(str(info.value)) < 300
+
+    async def test_a_bug_under_a_call_surfaces_as_an_api_error_with_its_cause(
+        self,
+        fake: FakeKodMobi,
+        make_client: ClientFactory,
+        session_ids: list[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        def broken(*_args: Any, **_kwargs: Any) -> Any:
+            raise TypeError("simulated bug")
+
+        monkeypatch.setattr("kodmobi_async._protocol.status_error", broken)
+        fake.script_session(session_ids[1], Fault.status(404))
+        async with make_client() as client:
+            with pytest.raises(KodMobiError) as info:
+                await client.get_session_channels(session_ids[1])
+            fake.script_session(session_ids[1], Fault.status(404))
+            results = await client.gather_session_channels(session_ids)
+        assert type(info.value).__name__ == "APIError"
+        assert "please report it" in str(info.value)
+        assert isinstance(info.value.__cause__, TypeError)
+        assert list(results) == session_ids  # the bug cost one id, not the batch
+        assert isinstance(results[session_ids[1]], KodMobiError)
+        assert set(results.ok) == {session_ids[0], session_ids[2]}
