@@ -671,8 +671,9 @@ class TestPromisesUnderHostileInput:
         ],
     )
     def test_absurd_numbers_are_configuration_errors(self, option: str, value: object) -> None:
+        options: dict[str, Any] = {option: value}
         with pytest.raises(ConfigurationError, match=option) as info:
-            KodMobiClient(SECRET_KEY, **{option: value})
+            KodMobiClient(SECRET_KEY, **options)
         assert len(str(info.value)) < 300
 
     async def test_a_bug_under_a_call_surfaces_as_an_api_error_with_its_cause(
