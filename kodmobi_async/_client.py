@@ -33,7 +33,7 @@ from ._errors import (
 from ._models import SessionChannel
 from ._redact import Redactor
 from ._retry import Retrier, RetryPolicy
-from ._throttle import PauseGate, RetryBudget
+from ._throttle import Pace, PauseGate, RetryBudget
 
 __all__ = ["KodMobiClient"]
 
@@ -43,8 +43,6 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
 _GET = "GET"
 _PATH = _protocol.CHANNELS_PATH
-# Statuses whose Retry-After speaks for the whole service, not one request.
-_PAUSING_STATUSES = frozenset({429, 503})
 _MAX_BODY = _protocol.MAX_BODY_BYTES
 _ENCODING = "Content-Encoding"
 _READ_SIZE = 64 * 1024
@@ -55,6 +53,7 @@ _DECODED_CACHE_SIZE = 256
 _DECODED_CACHE_MAX_BODY = 4096
 # Past this, a pool or a batch is a mistake (more than a process can hold sockets for).
 MAX_CONNECTIONS = 65_536
+_MAX_RATE = 1_000_000.0
 
 
 def _user_agent() -> str:
@@ -90,6 +89,10 @@ class KodMobiClient:
         allow_http: Accept a plain ``http://`` ``base_url`` to a non-loopback host.
         clock: Where the client reads time and sleeps (backoff, ``Retry-After``);
             tests pass :class:`kodmobi_async.FakeClock`.
+        rate_limit: Requests per second this client never exceeds, for a project
+            whose kod.mobi limit you know: a batch then runs at that pace without a
+            single 429. ``None`` (the default) sends freely until kod.mobi answers
+            429, then finds the rate it accepts and keeps to it (see the batch guide).
 
     Raises:
         ConfigurationError: No API key, an unsafe or malformed ``base_url``, or an
@@ -108,6 +111,7 @@ class KodMobiClient:
         session: aiohttp.ClientSession | None = None,
         allow_http: bool = False,
         clock: Clock | None = None,
+        rate_limit: float | None = None,
     ) -> None:
         environ = os.environ
         key = _protocol.resolve_api_key(api_key, environ)
@@ -125,6 +129,18 @@ class KodMobiClient:
             msg = (
                 f"max_connections must be an integer from 1 to {MAX_CONNECTIONS}, "
                 f"got {_shown_number(max_connections)}"
+            )
+            raise ConfigurationError(msg)
+        given_rate: object = rate_limit  # checked at run time: callers may pass anything
+        if given_rate is not None and not (
+            isinstance(given_rate, int | float)
+            and not isinstance(given_rate, bool)
+            and Pace.MIN_RATE <= given_rate <= _MAX_RATE
+        ):
+            msg = (
+                f"rate_limit must be requests per second from {Pace.MIN_RATE:g} to "
+                f"{_MAX_RATE:g}, or None to adapt to kod.mobi's 429s; got "
+                f"{_shown_number(rate_limit)}"
             )
             raise ConfigurationError(msg)
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -168,6 +184,7 @@ class KodMobiClient:
         self._decoded: dict[bytes, tuple[SessionChannel, ...]] = {}
         self._budget = RetryBudget(self._policy.budget, self._policy.budget_refill)
         self._gate = PauseGate()
+        self._pace = Pace(rate_limit)
         self._retrier = Retrier(
             self._policy, self._clock, self._budget, self._gate, logger, sleep=self._sleep
         )
@@ -356,6 +373,24 @@ class KodMobiClient:
         if self._gate.until > now:
             await self._wait_at_gate(now, deadline, session_id)
             now = clock.monotonic()
+        pace = self._pace
+        # The pace learns from a 429 only if this request's slot was planned after its
+        # last cut: slots planned before it were spaced at the old rate.
+        planned_at = now
+        if pace.rate is None:
+            pace.note_start(now)
+        else:
+            wait = pace.reserve(now, deadline)
+            if wait is None:
+                msg = (
+                    f"the deadline of {_GET} {_PATH} would pass before this client's pace "
+                    f"({pace.rate:.3g} requests/s, slowed by kod.mobi's 429s) allows "
+                    f"attempt {attempt}"
+                )
+                raise APITimeoutError(msg, method=_GET, path=_PATH)
+            if wait > 0:
+                await self._sleep(wait)
+                now = clock.monotonic()
         remaining = deadline - now
         if remaining <= 0:
             msg = f"the deadline of {_GET} {_PATH} passed before attempt {attempt}"
@@ -427,7 +462,9 @@ class KodMobiClient:
                 path=_PATH,
                 redactor=self._redactor,
             )
-            if error.retry_after is not None and status in _PAUSING_STATUSES:
+            if status == 429:
+                self._pace.on_throttled(planned_at, clock.monotonic())
+            elif error.retry_after is not None and status == 503:
                 pause = min(error.retry_after, self._policy.max_retry_after)
                 self._gate.pause_until(clock.monotonic() + pause)
             raise error

@@ -24,6 +24,7 @@ from ._errors import (
     APIError,
     APIStatusError,
     ConfigurationError,
+    RateLimitError,
     RetryBudgetExhaustedError,
 )
 from ._throttle import PauseGate, RetryBudget
@@ -247,14 +248,20 @@ class Retrier:
             error = state.outcome.exception()
             if not isinstance(error, APIError) or not policy.is_retryable(error):
                 return False
-            if state.attempt_number >= policy.attempts:
+            # A 429 is flow control, not failure: the server is up and asks us to slow
+            # down, which the client's pace does. So it neither counts against
+            # `attempts` nor spends the outage budget; the deadline still bounds it.
+            throttled = isinstance(error, RateLimitError) and policy.attempts > 1
+            if state.attempt_number >= policy.attempts and not throttled:
                 return False
             wait = policy.backoff(state.attempt_number, error, self._rand)
-            # The next attempt also waits out any client-wide rate-limit pause; if that
-            # ends past the deadline, retrying would only spend budget on a certain
-            # timeout.
+            # The next attempt also waits out any client-wide pause; if that ends past
+            # the deadline, retrying would only spend budget on a certain timeout.
             if max(self._clock.monotonic() + wait, self._gate.until) >= deadline:
                 return False
+            if throttled:
+                planned_wait = wait
+                return True
             if not self._budget.try_acquire():
                 out_of_budget = True
                 return False

@@ -10,7 +10,7 @@ that got it.
 
 from __future__ import annotations
 
-__all__ = ["PauseGate", "RetryBudget"]
+__all__ = ["Pace", "PauseGate", "RetryBudget"]
 
 
 class RetryBudget:
@@ -63,3 +63,151 @@ class PauseGate:
 
     def __repr__(self) -> str:
         return f"PauseGate(until={self.until:.3f})"
+
+
+class Pace:
+    """The client's shared send rate: unlimited until kod.mobi says 429, then adaptive.
+
+    Why this shape. kod.mobi's limit is a rate (requests per second per key), and on a
+    fast network a limit on requests in flight does not bound a rate, so the client
+    paces request *starts*. Each start takes the next slot of a virtual schedule
+    (GCRA): slots are spaced ``1 / rate`` apart, and late wake-ups do not push later
+    slots back, so the long-run rate is exactly ``rate``.
+
+    How ``rate`` moves, after TCP congestion control (slow start, then additive
+    increase / multiplicative decrease) and AWS's adaptive retry mode:
+
+    - No 429 seen: no pacing at all, and no cost on the hot path.
+    - First 429: start from a safe guess (what the server accepted over the last
+      second), then *slow start*: double the rate every ``SLOW_START_DOUBLING``
+      seconds of saturated sending until the next 429.
+    - Each later 429 cuts the rate by ``DECREASE`` (x0.9), once per round of slots: a
+      429 for a request whose slot was planned before the last cut reflects the old
+      rate, not the new one.
+    - While callers queue for slots and no 429 comes, the rate grows by ``INCREASE``
+      (5 %) per second, probing for a higher limit; a limit that rose is found again.
+    - ``FORGET_AFTER`` seconds without a 429: pacing ends (back to unlimited).
+
+    With an explicit ``ceiling`` (``KodMobiClient(rate_limit=...)``) pacing starts at
+    once at that rate and never exceeds it; 429s still cut it below.
+
+    Times are readings of the client's monotonic clock. The class does no I/O and never
+    sleeps: :meth:`reserve` says how long the caller must wait.
+
+    Args:
+        ceiling: Requests per second never to exceed, or ``None`` for no ceiling.
+    """
+
+    DECREASE = 0.9
+    INCREASE = 0.05
+    SLOW_START_DOUBLING = 0.1
+    FORGET_AFTER = 30.0
+    MIN_RATE = 1.0
+    # Slots are planned slightly wider than 1 / ceiling, so that wake-up jitter cannot
+    # put ceiling + 1 request starts into one second.
+    _CEILING_MARGIN = 1.01
+    _WINDOW = 1.0
+
+    __slots__ = (
+        "_ceiling",
+        "_grown_at",
+        "_last_cut",
+        "_last_throttled",
+        "_next_slot",
+        "_recent",
+        "_slow_start",
+        "_waited_at",
+        "rate",
+    )
+
+    def __init__(self, ceiling: float | None = None) -> None:
+        self._ceiling = ceiling
+        #: Requests per second now in force; ``None`` while nothing limits the client.
+        self.rate: float | None = ceiling
+        self._slow_start = False
+        self._next_slot = 0.0
+        self._last_cut = float("-inf")
+        self._last_throttled = float("-inf")
+        self._grown_at = 0.0
+        self._waited_at = float("-inf")
+        # Request starts counted per whole second of the clock while unpaced:
+        # [which second, starts in it, starts in the second before]. Two counters, not
+        # a log of times, because every unpaced request passes here.
+        self._recent: list[float] = [0.0, 0.0, 0.0]
+
+    def __repr__(self) -> str:
+        shown = "unlimited" if self.rate is None else f"{self.rate:.1f}/s"
+        return f"Pace({shown}, ceiling={self._ceiling})"
+
+    def note_start(self, now: float) -> None:
+        """Count a request start while unpaced, to estimate the server's rate."""
+        recent = self._recent
+        second = now // 1.0
+        if second != recent[0]:
+            recent[2] = recent[1] if second == recent[0] + 1 else 0.0
+            recent[0] = second
+            recent[1] = 0.0
+        recent[1] += 1.0
+
+    def reserve(self, now: float, deadline: float) -> float | None:
+        """Take the next start slot: seconds to wait first, or ``None`` if past ``deadline``.
+
+        Args:
+            now: The current time.
+            deadline: The call's deadline; a slot after it is not taken.
+
+        Returns:
+            How long to wait before sending (``0.0`` to send at once), or ``None``.
+        """
+        rate = self.rate
+        if rate is None:
+            return 0.0
+        if self._ceiling is None and now - self._last_throttled > self.FORGET_AFTER:
+            self.rate = None
+            return 0.0
+        rate = self._grow(now, rate)
+        interval = 1.0 / rate
+        if self._ceiling is not None and rate >= self._ceiling:
+            interval *= self._CEILING_MARGIN
+        slot = max(now, self._next_slot)
+        if slot > deadline:
+            return None
+        self._next_slot = slot + interval
+        if slot > now:
+            self._waited_at = now
+        return slot - now
+
+    def _grow(self, now: float, rate: float) -> float:
+        elapsed = now - self._grown_at
+        self._grown_at = now
+        # Grow only while callers are queueing for slots: an idle client has not shown
+        # that a higher rate would be accepted.
+        if elapsed <= 0 or now - self._waited_at > 1.0:
+            return rate
+        if self._slow_start:
+            rate *= 2.0 ** min(elapsed / self.SLOW_START_DOUBLING, 1.0)
+        else:
+            rate += rate * self.INCREASE * min(elapsed, 1.0)
+        if self._ceiling is not None:
+            rate = min(rate, self._ceiling)
+        self.rate = rate
+        return rate
+
+    def on_throttled(self, planned_at: float, now: float) -> None:
+        """Slow down after a 429 for a request whose slot was taken at ``planned_at``."""
+        self._last_throttled = now
+        if planned_at < self._last_cut:
+            return  # planned at the old rate; the cut already answered it
+        self._last_cut = now
+        if self.rate is None:
+            recent = self._recent
+            # Starts in the last second or so bound what the server accepted from
+            # above, but only loosely: slow start from there corrects either way.
+            counted = max(recent[1], recent[2]) if now // 1.0 == recent[0] else 0.0
+            self.rate = max(self.MIN_RATE, counted)
+            self._slow_start = True
+            self._next_slot = now
+            self._grown_at = now
+            return
+        self._slow_start = False
+        self.rate = max(self.MIN_RATE, self.rate * self.DECREASE)

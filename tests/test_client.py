@@ -508,7 +508,7 @@ class TestAgainstFakeServer:
         assert caught.value.error
         assert "<" not in caught.value.error
 
-    async def test_rate_limit_pauses_the_whole_client(
+    async def test_service_unavailable_retry_after_pauses_the_whole_client(
         self,
         fake: FakeKodMobi,
         make_client: ClientFactory,
@@ -516,14 +516,38 @@ class TestAgainstFakeServer:
         session_ids: list[str],
     ) -> None:
         a, b = session_ids[:2]
-        fake.script_session(a, Fault.status(429, retry_after=2))
+        fake.script_session(a, Fault.status(503, retry_after=2))
         async with make_client(retry=RetryPolicy.disabled()) as client:
-            with pytest.raises(RateLimitError) as caught:
+            with pytest.raises(ServerError) as caught:
                 await client.get_session_channels(a)
             assert caught.value.retry_after == 2.0
             # Another call of the same client waits out the pause before sending.
             await client.get_session_channels(b)
         assert clock.sleeps == [2.0]
+
+    async def test_a_429_paces_every_call_of_the_client_instead_of_pausing_it(
+        self,
+        fake: FakeKodMobi,
+        make_client: ClientFactory,
+        clock: FakeClock,
+        session_ids: list[str],
+    ) -> None:
+        a, b, c = session_ids
+        fake.script_session(a, Fault.status(429, retry_after=2))
+        async with make_client(retry=RetryPolicy.disabled()) as client:
+            with pytest.raises(RateLimitError) as caught:
+                await client.get_session_channels(a)
+            assert caught.value.retry_after == 2.0
+            started = clock.monotonic()
+            for session_id in (b, c, b, c):
+                await client.get_session_channels(session_id)
+        # No 2 s pause for everyone; instead the calls are spaced out at the rate the
+        # client learned (one start had been seen: 1 request/s), which then grows
+        # (slow start) while calls keep queueing and no 429 comes.
+        assert 2.0 not in clock.sleeps
+        assert clock.sleeps[:2] == pytest.approx([1.0, 1.0])
+        assert 0 < clock.sleeps[2] < 1.0
+        assert clock.monotonic() - started == pytest.approx(sum(clock.sleeps))
 
     async def test_cancelled_call_leaves_no_open_connection(
         self, fake: FakeKodMobi, make_client: ClientFactory, session_ids: list[str]

@@ -106,7 +106,7 @@ class TestCloseWhileCallsAreInFlight:
         self, fake: FakeKodMobi
     ) -> None:
         ids = fake.add_sessions(2)
-        fake.script_session(ids[0], Fault.status(429, retry_after=int(LONG)))
+        fake.script_session(ids[0], Fault.status(503, retry_after=int(LONG)))
         client = client_for(fake, retry=RetryPolicy.disabled())
         limited = await outcome_of(client.get_session_channels(ids[0]))
         waiting = asyncio.ensure_future(outcome_of(client.get_session_channels(ids[1])))
