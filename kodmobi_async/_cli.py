@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Final
 from . import __version__, _cli_output
 from ._client import DEFAULT_TIMEOUT, KodMobiClient
 from ._errors import AuthenticationError, ConfigurationError, KodMobiError, PermissionDeniedError
-from ._protocol import API_KEY_ENV, BASE_URL_ENV
+from ._protocol import API_KEY_ENV, BASE_URL_ENV, resolve_base_url
 
 if TYPE_CHECKING:
     from ._batch import Outcome
@@ -233,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"API root (default: ${BASE_URL_ENV}, else https://api.kod.mobi)",
     )
     channels.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="accept a plain http:// base URL to a host that is not loopback (the key "
+        "then crosses the network unencrypted)",
+    )
+    channels.add_argument(
         "--concurrency",
         type=_positive_int,
         default=DEFAULT_CONCURRENCY,
@@ -426,6 +432,19 @@ def parse_ids(lines: Iterable[str]) -> list[str]:
     return ids
 
 
+def _refused_only_for_plain_http(base_url: str | None) -> bool:
+    """Whether the base URL is refused as given but accepted with ``allow_http``."""
+    try:
+        resolve_base_url(base_url, os.environ)
+    except ConfigurationError:
+        try:
+            resolve_base_url(base_url, os.environ, allow_http=True)
+        except ConfigurationError:
+            return False
+        return True
+    return False
+
+
 def _read_ids(path: str, stdin: IO[str]) -> list[str]:
     try:
         if path == "-":
@@ -453,8 +472,18 @@ def _run_channels(args: argparse.Namespace, scrub: Callable[[str], str]) -> int:
             timeout=args.timeout,
             language=args.language,
             max_connections=args.concurrency,
+            allow_http=args.allow_http,
         )
     except ConfigurationError as exc:
+        if not args.allow_http and _refused_only_for_plain_http(args.base_url):
+            # The SDK's message names its Python argument; a shell user needs the flag.
+            source = "--base-url" if args.base_url is not None else BASE_URL_ENV
+            msg = (
+                f"{source} uses plain http to a host that is not loopback, which would send "
+                "the API key in clear text; use https, or pass --allow-http if you really "
+                "mean it"
+            )
+            raise UsageError(msg) from None
         raise UsageError(str(exc)) from None
     ids: list[str] | None = None
     if args.session_ids or args.from_file is not None:

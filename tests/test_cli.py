@@ -328,10 +328,38 @@ class TestChannelsUsageErrors:
 
         assert_one_line_error(result, "ftp://example.com")
 
-    def test_plain_http_to_a_remote_host_is_refused(self) -> None:
+    def test_plain_http_to_a_remote_host_is_refused_naming_the_flag(self) -> None:
         result = run_cli("channels", "--base-url", "http://api.kod.mobi", UNKNOWN_ID)
 
-        assert_one_line_error(result, "plain http")
+        assert_one_line_error(result, "--base-url uses plain http", "pass --allow-http")
+        assert "allow_http" not in result.stderr
+
+    def test_plain_http_from_the_environment_names_the_variable_and_the_flag(self) -> None:
+        result = run_cli("channels", UNKNOWN_ID, env={"KODMOBI_BASE_URL": "http://api.kod.mobi"})
+
+        assert_one_line_error(result, "KODMOBI_BASE_URL uses plain http", "pass --allow-http")
+
+    def test_allow_http_accepts_plain_http_to_a_remote_host(self, tmp_path: Path) -> None:
+        # A missing --from-file is reported after the client is built, before any
+        # request: reaching it proves the URL was accepted, without touching the network.
+        missing = tmp_path / "missing.txt"
+        args = ["channels", "--base-url", "http://api.kod.mobi", "--from-file", str(missing)]
+
+        refused = run_cli(*args)
+        accepted = run_cli(*args, "--allow-http")
+
+        assert_one_line_error(refused, "--allow-http")
+        assert_one_line_error(accepted, str(missing), "No such file")
+
+    def test_other_base_url_errors_keep_the_sdks_message(self) -> None:
+        url = "http://api.kod.mobi/?token=x"
+        with pytest.raises(kodmobi_async.ConfigurationError) as raised:
+            kodmobi_async.KodMobiClient(api_key=SECRET_KEY, base_url=url)
+
+        result = run_cli("channels", "--base-url", url, UNKNOWN_ID)
+
+        assert_one_line_error(result, str(raised.value))
+        assert "--allow-http" not in result.stderr
 
     def test_rejected_key_is_exit_2_without_output(self, fake_in_thread: FakeKodMobi) -> None:
         result = run_cli("channels", UNKNOWN_ID, fake=fake_in_thread, key="sk-some-other-key")
