@@ -3,8 +3,8 @@
 Three commands: ``channels`` looks sessions up through :class:`KodMobiClient`,
 ``demo`` runs the SDK against its own fake server with faults scripted in, and
 ``serve-fake`` runs that fake in the foreground. Parsing is the standard library's
-argparse; tables and progress bars need rich, from the ``cli`` extra, which the core
-package never imports.
+argparse; tables, progress bars and the demo need rich, from the ``cli`` extra, which
+the core package never imports (``channels --format json/jsonl/csv`` run without it).
 
 Exit status: 0 when everything succeeded; 1 when some lookups failed (or the demo did
 not go as scripted); 2 for a usage or setup error (a bad option, no API key or one
@@ -76,7 +76,8 @@ examples:
 
 The API key comes from --api-key or {API_KEY_ENV} (prefer the variable: command
 lines are visible to other users of the machine); the base URL from --base-url or
-{BASE_URL_ENV}. A progress bar is drawn on stderr when stderr is a terminal.
+{BASE_URL_ENV}. A progress bar is drawn on stderr when stderr is a terminal (and
+rich, from the cli extra, is installed; json, jsonl and csv need nothing more).
 Failed lookups are output as error records and counted on stderr.
 
 {_cli_output.FORMATS_HELP}
@@ -458,7 +459,7 @@ def _read_ids(path: str, stdin: IO[str]) -> list[str]:
 
 
 def _run_channels(args: argparse.Namespace, scrub: Callable[[str], str]) -> int:
-    _cli_output.require_rich()
+    _cli_output.check_format(args.format)
     if args.api_key is None and API_KEY_ENV not in os.environ:
         msg = (
             f"no kod.mobi API key: set {API_KEY_ENV} (or pass --api-key) to the project's "
@@ -529,7 +530,9 @@ async def _look_up(
             except KodMobiError as error:
                 outcome = error
             return [(None, outcome)]
-        enabled = bool(ids) and _cli_output.is_terminal(sys.stderr)
+        # Without rich the bar is left out rather than refused: it is decoration, and
+        # the machine formats must run with the core package alone.
+        enabled = bool(ids) and _cli_output.is_terminal(sys.stderr) and _cli_output.has_rich()
         with _cli_output.progress_bar(len(ids), "looking up", enabled=enabled) as on_progress:
             result = await client.gather_session_channels(
                 ids, concurrency=concurrency, on_progress=on_progress
