@@ -3,8 +3,8 @@
 Three commands: ``channels`` looks sessions up through :class:`KodMobiClient`,
 ``demo`` runs the SDK against its own fake server with faults scripted in, and
 ``serve-fake`` runs that fake in the foreground. Parsing is the standard library's
-argparse; tables and progress bars need rich, from the ``cli`` extra, which the core
-package never imports.
+argparse; tables, progress bars and the demo need rich, from the ``cli`` extra, which
+the core package never imports (``channels --format json/jsonl/csv`` run without it).
 
 Exit status: 0 when everything succeeded; 1 when some lookups failed (or the demo did
 not go as scripted); 2 for a usage or setup error (a bad option, no API key or one
@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Final
 from . import __version__, _cli_output
 from ._client import DEFAULT_TIMEOUT, KodMobiClient
 from ._errors import AuthenticationError, ConfigurationError, KodMobiError, PermissionDeniedError
-from ._protocol import API_KEY_ENV, BASE_URL_ENV
+from ._protocol import API_KEY_ENV, BASE_URL_ENV, resolve_base_url
 
 if TYPE_CHECKING:
     from ._batch import Outcome
@@ -76,7 +76,8 @@ examples:
 
 The API key comes from --api-key or {API_KEY_ENV} (prefer the variable: command
 lines are visible to other users of the machine); the base URL from --base-url or
-{BASE_URL_ENV}. A progress bar is drawn on stderr when stderr is a terminal.
+{BASE_URL_ENV}. A progress bar is drawn on stderr when stderr is a terminal (and
+rich, from the cli extra, is installed; json, jsonl and csv need nothing more).
 Failed lookups are output as error records and counted on stderr.
 
 {_cli_output.FORMATS_HELP}
@@ -231,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url",
         metavar="URL",
         help=f"API root (default: ${BASE_URL_ENV}, else https://api.kod.mobi)",
+    )
+    channels.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="accept a plain http:// base URL to a host that is not loopback (the key "
+        "then crosses the network unencrypted)",
     )
     channels.add_argument(
         "--concurrency",
@@ -426,6 +433,19 @@ def parse_ids(lines: Iterable[str]) -> list[str]:
     return ids
 
 
+def _refused_only_for_plain_http(base_url: str | None) -> bool:
+    """Whether the base URL is refused as given but accepted with ``allow_http``."""
+    try:
+        resolve_base_url(base_url, os.environ)
+    except ConfigurationError:
+        try:
+            resolve_base_url(base_url, os.environ, allow_http=True)
+        except ConfigurationError:
+            return False
+        return True
+    return False
+
+
 def _read_ids(path: str, stdin: IO[str]) -> list[str]:
     try:
         if path == "-":
@@ -439,7 +459,7 @@ def _read_ids(path: str, stdin: IO[str]) -> list[str]:
 
 
 def _run_channels(args: argparse.Namespace, scrub: Callable[[str], str]) -> int:
-    _cli_output.require_rich()
+    _cli_output.check_format(args.format)
     if args.api_key is None and API_KEY_ENV not in os.environ:
         msg = (
             f"no kod.mobi API key: set {API_KEY_ENV} (or pass --api-key) to the project's "
@@ -453,8 +473,18 @@ def _run_channels(args: argparse.Namespace, scrub: Callable[[str], str]) -> int:
             timeout=args.timeout,
             language=args.language,
             max_connections=args.concurrency,
+            allow_http=args.allow_http,
         )
     except ConfigurationError as exc:
+        if not args.allow_http and _refused_only_for_plain_http(args.base_url):
+            # The SDK's message names its Python argument; a shell user needs the flag.
+            source = "--base-url" if args.base_url is not None else BASE_URL_ENV
+            msg = (
+                f"{source} uses plain http to a host that is not loopback, which would send "
+                "the API key in clear text; use https, or pass --allow-http if you really "
+                "mean it"
+            )
+            raise UsageError(msg) from None
         raise UsageError(str(exc)) from None
     ids: list[str] | None = None
     if args.session_ids or args.from_file is not None:
@@ -500,7 +530,9 @@ async def _look_up(
             except KodMobiError as error:
                 outcome = error
             return [(None, outcome)]
-        enabled = bool(ids) and _cli_output.is_terminal(sys.stderr)
+        # Without rich the bar is left out rather than refused: it is decoration, and
+        # the machine formats must run with the core package alone.
+        enabled = bool(ids) and _cli_output.is_terminal(sys.stderr) and _cli_output.has_rich()
         with _cli_output.progress_bar(len(ids), "looking up", enabled=enabled) as on_progress:
             result = await client.gather_session_channels(
                 ids, concurrency=concurrency, on_progress=on_progress

@@ -18,7 +18,7 @@ A session with no channels yields no record.
 
 rich is imported only where a table or a progress bar is drawn, so this module and the
 machine formats work without the ``cli`` extra; :func:`require_rich` says what to
-install when it is missing.
+install when it is missing, and :func:`has_rich` lets a caller go without the bar.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ __all__ = [
     "RichMissingError",
     "Scrubber",
     "channel_record",
+    "check_format",
     "error_record",
+    "has_rich",
     "is_error",
     "is_terminal",
     "progress_bar",
@@ -79,6 +81,8 @@ output formats (--format):
   "sms"; status and sys_message are null unless kod.mobi answered an error status.
   A session with no channels yields no record. These fields are stable."""
 
+_TABLE: Final = "--format table (the default)"
+_MACHINE_FORMATS: Final = "use --format json, jsonl or csv, which need nothing more"
 _INSTALL_HINT: Final = "install kodmobi-async[cli] (pip install 'kodmobi-async[cli]')"
 # Keys shorter than this are not scrubbed: replacing every "ab" in the output would
 # corrupt it, and no real kod.mobi key is that short.
@@ -91,15 +95,45 @@ class RichMissingError(Exception):
     """rich, which draws tables and progress bars, is not installed."""
 
 
-def require_rich() -> None:
+def has_rich() -> bool:
+    """Whether rich can be imported, without importing it.
+
+    Returns:
+        True when the ``cli`` extra (or rich by itself) is installed.
+    """
+    return importlib.util.find_spec("rich") is not None
+
+
+def require_rich(what: str = "this command", *, otherwise: str = "") -> None:
     """Check that rich can be imported.
+
+    Args:
+        what: What needs rich, as the message should name it.
+        otherwise: A way to do without rich, added to the message when given.
 
     Raises:
         RichMissingError: It cannot; the message says which extra to install.
     """
-    if importlib.util.find_spec("rich") is None:
-        msg = f"this command needs the rich package: {_INSTALL_HINT}"
+    if not has_rich():
+        msg = f"{what} needs the rich package: {_INSTALL_HINT}"
+        if otherwise:
+            msg += f"; or {otherwise}"
         raise RichMissingError(msg)
+
+
+def check_format(fmt: str) -> None:
+    """Check, before any lookup, that :func:`write_records` can write ``fmt`` here.
+
+    Only the table needs rich; the machine formats are plain text.
+
+    Args:
+        fmt: One of :data:`FORMATS`.
+
+    Raises:
+        RichMissingError: ``fmt`` is ``"table"`` and rich is not installed.
+    """
+    if fmt == "table":
+        require_rich(_TABLE, otherwise=_MACHINE_FORMATS)
 
 
 class Scrubber:
@@ -233,7 +267,7 @@ def _write_csv(rows: Iterable[Record], out: IO[str]) -> None:
 
 
 def _write_table(rows: Iterable[Record], out: IO[str]) -> None:
-    require_rich()
+    require_rich(_TABLE, otherwise=_MACHINE_FORMATS)
     from rich.console import Console  # rich is optional: see the module docstring
     from rich.table import Table
     from rich.text import Text

@@ -52,7 +52,7 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
+        self.now: float = start
         self.sleeps: list[float] = []
 
     def monotonic(self) -> float:

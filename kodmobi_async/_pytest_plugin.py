@@ -5,17 +5,67 @@ pytest loads this module in every run of every project that installs kodmobi-asy
 does not depend on pytest-asyncio: the fake is imported inside the fixtures and runs on
 its own event loop in a background thread, which works the same from sync tests,
 pytest-asyncio tests of any loop scope, anyio tests and FastAPI's TestClient.
+
+An ``async def`` test that uses these fixtures but that no async plugin runs (the
+usual case: pytest-asyncio in its default strict mode, test not marked) fails with a
+message that says what to set, instead of pytest's generic "install a plugin".
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import pytest
 
 if TYPE_CHECKING:
     from kodmobi_async.testing import FakeKodMobi
+
+_FIXTURES: Final = ("kodmobi_fake", "kodmobi_fake_env")
+
+
+@pytest.hookimpl
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> None:
+    """Fail an unrun ``async def`` test that uses our fixtures, saying what to set.
+
+    A plain (neither tryfirst nor trylast) implementation runs after the async plugins
+    have had their turn (anyio runs the test itself; pytest-asyncio has already made
+    the function synchronous) and before pytest's own, which would fail with a message
+    that does not fit a user who has pytest-asyncio installed.
+
+    Args:
+        pyfuncitem: The test about to be called.
+
+    Raises:
+        pytest.fail.Exception: The test is still a coroutine function and uses
+            ``kodmobi_fake`` or ``kodmobi_fake_env``.
+    """
+    function = pyfuncitem.obj
+    if not (inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)):
+        return
+    used = [name for name in _FIXTURES if name in pyfuncitem.fixturenames]
+    if not used:
+        return
+    pytest.fail(_unrun_async_test_message(pyfuncitem, used[0]), pytrace=False)
+
+
+def _unrun_async_test_message(item: pytest.Function, fixture: str) -> str:
+    head = f"{item.name} is an async def test (it uses {fixture}) that no plugin ran"
+    if item.config.pluginmanager.has_plugin("asyncio"):
+        return (
+            f"{head}: pytest-asyncio runs only tests marked @pytest.mark.asyncio in its "
+            "strict mode, the default. Either mark the test (or its module: pytestmark = "
+            'pytest.mark.asyncio), or set asyncio_mode = "auto" under '
+            "[tool.pytest.ini_options] in pyproject.toml (asyncio_mode = auto under "
+            f"[pytest] in pytest.ini). {fixture} is a plain fixture and works in both modes."
+        )
+    return (
+        f"{head}: pytest cannot run async tests by itself. Install pytest-asyncio and "
+        'set asyncio_mode = "auto" under [tool.pytest.ini_options] in pyproject.toml (or '
+        "mark the test @pytest.mark.asyncio), or mark it @pytest.mark.anyio to use anyio's "
+        f"plugin. {fixture} is a plain fixture and needs neither."
+    )
 
 
 @pytest.fixture

@@ -41,8 +41,12 @@ def run_cli(
     key: str | None = SECRET_KEY,
     stdin: str | None = None,
     env: Mapping[str, str] | None = None,
+    python_args: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m kodmobi_async ARGS`` with stdout and stderr piped."""
+    """Run ``python -m kodmobi_async ARGS`` with stdout and stderr piped.
+
+    ``python_args`` replaces ``-m kodmobi_async`` (see :func:`without_rich`).
+    """
     environ = {
         name: value
         for name, value in os.environ.items()
@@ -54,7 +58,7 @@ def run_cli(
         environ["KODMOBI_API_KEY"] = key
     environ.update(env or {})
     return subprocess.run(  # noqa: S603 -- our own interpreter and module, fixed arguments
-        [sys.executable, "-m", "kodmobi_async", *args],
+        [sys.executable, *(python_args or ["-m", "kodmobi_async"]), *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -63,6 +67,23 @@ def run_cli(
         timeout=TIMEOUT,
         check=False,
     )
+
+
+def without_rich(*args: str) -> list[str]:
+    """The arguments that run ``kodmobi ARGS`` where ``import rich`` fails, as without the extra."""
+    code = (
+        "import sys; sys.modules['rich'] = None\n"
+        "from kodmobi_async._cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    return ["-c", code, *args]
+
+
+def run_cli_without_rich(
+    *args: str, fake: FakeKodMobi | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kodmobi ARGS`` with stdout and stderr piped, as if rich were not installed."""
+    return run_cli(*args, fake=fake, python_args=without_rich())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -328,10 +349,38 @@ class TestChannelsUsageErrors:
 
         assert_one_line_error(result, "ftp://example.com")
 
-    def test_plain_http_to_a_remote_host_is_refused(self) -> None:
+    def test_plain_http_to_a_remote_host_is_refused_naming_the_flag(self) -> None:
         result = run_cli("channels", "--base-url", "http://api.kod.mobi", UNKNOWN_ID)
 
-        assert_one_line_error(result, "plain http")
+        assert_one_line_error(result, "--base-url uses plain http", "pass --allow-http")
+        assert "allow_http" not in result.stderr
+
+    def test_plain_http_from_the_environment_names_the_variable_and_the_flag(self) -> None:
+        result = run_cli("channels", UNKNOWN_ID, env={"KODMOBI_BASE_URL": "http://api.kod.mobi"})
+
+        assert_one_line_error(result, "KODMOBI_BASE_URL uses plain http", "pass --allow-http")
+
+    def test_allow_http_accepts_plain_http_to_a_remote_host(self, tmp_path: Path) -> None:
+        # A missing --from-file is reported after the client is built, before any
+        # request: reaching it proves the URL was accepted, without touching the network.
+        missing = tmp_path / "missing.txt"
+        args = ["channels", "--base-url", "http://api.kod.mobi", "--from-file", str(missing)]
+
+        refused = run_cli(*args)
+        accepted = run_cli(*args, "--allow-http")
+
+        assert_one_line_error(refused, "--allow-http")
+        assert_one_line_error(accepted, str(missing), "No such file")
+
+    def test_other_base_url_errors_keep_the_sdks_message(self) -> None:
+        url = "http://api.kod.mobi/?token=x"
+        with pytest.raises(kodmobi_async.ConfigurationError) as raised:
+            kodmobi_async.KodMobiClient(api_key=SECRET_KEY, base_url=url)
+
+        result = run_cli("channels", "--base-url", url, UNKNOWN_ID)
+
+        assert_one_line_error(result, str(raised.value))
+        assert "--allow-http" not in result.stderr
 
     def test_rejected_key_is_exit_2_without_output(self, fake_in_thread: FakeKodMobi) -> None:
         result = run_cli("channels", UNKNOWN_ID, fake=fake_in_thread, key="sk-some-other-key")
@@ -359,22 +408,29 @@ class TestChannelsUsageErrors:
         assert "Traceback" not in result.stderr
         assert result.stderr.splitlines()[-1].startswith("kodmobi")
 
-    def test_without_rich_says_what_to_install(self) -> None:
-        code = (
-            "import sys; sys.modules['rich'] = None\n"
-            "from kodmobi_async._cli import main\n"
-            f"sys.exit(main(['channels', {UNKNOWN_ID!r}]))"
-        )
-        result = subprocess.run(  # noqa: S603 -- our own interpreter, fixed arguments
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-            env={**os.environ, "KODMOBI_API_KEY": SECRET_KEY},
-        )
+    def test_the_table_without_rich_says_what_to_install_before_any_lookup(
+        self, fake_in_thread: FakeKodMobi
+    ) -> None:
+        result = run_cli_without_rich("channels", UNKNOWN_ID, fake=fake_in_thread)
 
-        assert_one_line_error(result, "install kodmobi-async[cli]")
+        assert_one_line_error(
+            result, "--format table", "install kodmobi-async[cli]", "--format json, jsonl or csv"
+        )
+        assert fake_in_thread.requests == []
+
+
+class TestWithoutRich:
+    @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+    def test_machine_formats_need_only_the_core_package(
+        self, fake_in_thread: FakeKodMobi, sessions: list[str], fmt: str
+    ) -> None:
+        args = ("channels", *sessions, UNKNOWN_ID, "--format", fmt)
+
+        result = run_cli_without_rich(*args, fake=fake_in_thread)
+
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == "kodmobi: 1 of 3 sessions failed (NotFoundError: 1)\n"
+        assert result.stdout == run_cli(*args, fake=fake_in_thread).stdout
 
 
 class TestKeyNeverPrinted:
@@ -431,36 +487,59 @@ class TestKeyNeverPrinted:
 class TestProgressBar:
     @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
     def test_drawn_on_stderr_only_when_it_is_a_terminal(self, fake_in_thread: FakeKodMobi) -> None:
-        import pty  # POSIX only
-
         ids = fake_in_thread.add_sessions(200)
-        master, slave = pty.openpty()
-        environ = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("KODMOBI_")},
-            "KODMOBI_API_KEY": SECRET_KEY,
-            "KODMOBI_BASE_URL": fake_in_thread.url,
-            "TERM": "xterm",
-        }
-        with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
-            [sys.executable, "-m", "kodmobi_async", "channels", *ids, "--format", "jsonl"],
-            stdout=subprocess.PIPE,
-            stderr=slave,
-            env=environ,
-        ) as process:
-            os.close(slave)
-            terminal = bytearray()
-            # Drain the terminal as we go: a full pty buffer would block the CLI.
-            reader = threading.Thread(target=_drain, args=(master, terminal), daemon=True)
-            reader.start()
-            stdout, _ = process.communicate(timeout=TIMEOUT)
-            reader.join(TIMEOUT)
-        os.close(master)
 
-        assert process.returncode == 0
+        returncode, terminal, stdout = _run_with_terminal_stderr(
+            ["-m", "kodmobi_async", "channels", *ids, "--format", "jsonl"], fake_in_thread
+        )
+
+        assert returncode == 0
         assert b"looking up" in terminal
         assert b"200/200" in terminal
         assert not ANSI_ESCAPE.search(stdout.decode())
         assert len(stdout.splitlines()) == 800
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+    def test_left_out_on_a_terminal_without_rich(self, fake_in_thread: FakeKodMobi) -> None:
+        ids = fake_in_thread.add_sessions(20)
+
+        returncode, terminal, stdout = _run_with_terminal_stderr(
+            without_rich("channels", *ids, "--format", "jsonl"), fake_in_thread
+        )
+
+        assert returncode == 0, terminal
+        assert terminal == b""
+        assert len(stdout.splitlines()) == 80
+
+
+def _run_with_terminal_stderr(
+    python_args: list[str], fake: FakeKodMobi
+) -> tuple[int, bytes, bytes]:
+    """Run our interpreter with stderr on a pseudo-terminal; return status, terminal, stdout."""
+    import pty  # POSIX only
+
+    master, slave = pty.openpty()
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KODMOBI_")},
+        "KODMOBI_API_KEY": SECRET_KEY,
+        "KODMOBI_BASE_URL": fake.url,
+        "TERM": "xterm",
+    }
+    with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+        [sys.executable, *python_args],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=environ,
+    ) as process:
+        os.close(slave)
+        terminal = bytearray()
+        # Drain the terminal as we go: a full pty buffer would block the CLI.
+        reader = threading.Thread(target=_drain, args=(master, terminal), daemon=True)
+        reader.start()
+        stdout, _ = process.communicate(timeout=TIMEOUT)
+        reader.join(TIMEOUT)
+    os.close(master)
+    return process.returncode, bytes(terminal), stdout
 
 
 def _drain(fd: int, into: bytearray) -> None:

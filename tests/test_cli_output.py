@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 
 import pytest
 
@@ -22,9 +23,13 @@ from kodmobi_async._cli_output import (
     CHANNEL_FIELDS,
     CSV_FIELDS,
     ERROR_FIELDS,
+    FORMATS,
+    RichMissingError,
     Scrubber,
     channel_record,
+    check_format,
     error_record,
+    has_rich,
     progress_bar,
     records,
     write_records,
@@ -237,6 +242,39 @@ class TestProgressBar:
             on_progress(2, 2)
 
         assert capsys.readouterr().out == ""
+
+
+class TestWithoutRich:
+    @pytest.fixture(autouse=True)
+    def _block_rich(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # What an environment without the cli extra looks like to an import.
+        monkeypatch.setitem(sys.modules, "rich", None)
+
+    def test_is_detected(self) -> None:
+        assert has_rich() is False
+
+    @pytest.mark.parametrize("fmt", [fmt for fmt in FORMATS if fmt != "table"])
+    def test_machine_formats_are_written(self, fmt: str) -> None:
+        check_format(fmt)
+        out = io.StringIO()
+
+        write_records(records([(SID, [SMS])]), fmt, out)
+
+        assert SID in out.getvalue()
+
+    def test_the_table_is_refused_naming_the_extra_and_the_other_formats(self) -> None:
+        message = (
+            "--format table (the default) needs the rich package: install kodmobi-async[cli] "
+            "(pip install 'kodmobi-async[cli]'); or use --format json, jsonl or csv, "
+            "which need nothing more"
+        )
+        with pytest.raises(RichMissingError) as checked:
+            check_format("table")
+        with pytest.raises(RichMissingError) as written:
+            write_records(records([(SID, [SMS])]), "table", io.StringIO())
+
+        assert str(checked.value) == message
+        assert str(written.value) == message
 
 
 class TestParseIds:

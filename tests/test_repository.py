@@ -6,7 +6,11 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
+
+import pytest
 
 from kodmobi_async.testing import FakeKodMobi
 
@@ -66,3 +70,64 @@ class TestReadmeQuickStart:
             )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["sms", "True", "12"]
+
+
+def build(kind: str, out: Path) -> Path:
+    """Build the sdist or the wheel with hatchling's PEP 517 hook, as pip would."""
+    code = f"import sys, hatchling.build as b; print(b.build_{kind}(sys.argv[1]))"
+    done = subprocess.run(  # noqa: S603 -- our interpreter, the project's own build backend
+        [sys.executable, "-c", code, str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return out / done.stdout.split()[-1]
+
+
+@pytest.fixture(scope="module")
+def sdist_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    path = build("sdist", tmp_path_factory.mktemp("sdist"))
+    with tarfile.open(path) as archive:
+        # Drop the "kodmobi_async-0.1.0/" every member starts with.
+        return {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+
+
+class TestLicense:
+    def test_is_the_mit_license_of_the_developers(self) -> None:
+        text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+        assert text.startswith("MIT License\n")
+        assert "Copyright (c) 2026 kodmobi-async developers" in text
+        pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+        assert 'license = "MIT"' in pyproject
+        assert 'license-files = ["LICENSE"]' in pyproject
+
+    def test_ships_in_the_wheel_and_its_metadata(self, tmp_path: Path) -> None:
+        with zipfile.ZipFile(build("wheel", tmp_path)) as wheel:
+            names = wheel.namelist()
+            metadata = next(name for name in names if name.endswith(".dist-info/METADATA"))
+            dist_info = metadata.rsplit("/", 1)[0]
+            assert f"{dist_info}/licenses/LICENSE" in names
+            assert wheel.read(f"{dist_info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
+            lines = wheel.read(metadata).decode().splitlines()
+        assert "License-Expression: MIT" in lines
+        assert "License-File: LICENSE" in lines
+
+    def test_ships_in_the_sdist(self, sdist_names: set[str]) -> None:
+        assert "LICENSE" in sdist_names
+
+
+class TestSdist:
+    def test_holds_every_file_the_suite_reads(self, sdist_names: set[str]) -> None:
+        # The suite run from an unpacked sdist reads these (TestReadme reads .ci/run).
+        for name in (".ci/run", "README.md", "CHANGELOG.md", "pyproject.toml", "noxfile.py"):
+            assert name in sdist_names
+        shipped_tests = {name for name in sdist_names if name.startswith("tests/")}
+        in_repo = {
+            path.relative_to(ROOT).as_posix()
+            for path in (ROOT / "tests").rglob("*.py")
+            if "__pycache__" not in path.parts
+        }
+        assert in_repo <= shipped_tests
