@@ -44,8 +44,9 @@ from kodmobi_async._fake_faults import (
 CHANNELS_PATH = "/session/channels"
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# With IGNORECASE the class still excludes i, l, o and u, as Crockford's alphabet does.
-_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", re.IGNORECASE)
+# Upper case only, as the client insists: one spelling per id, so the fake never answers
+# an id the client would refuse to send.
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 # Long enough for an in-flight answer to finish, short enough that closing a fake with a
 # request stuck in a long Fault.delay does not stall a test.
@@ -76,9 +77,12 @@ def new_session_id() -> str:
 
 def _checked_session_id(session_id: str) -> str:
     if _ULID.fullmatch(session_id) is None:
-        msg = f"session_id must be a ULID (26 Crockford base32 characters), got {session_id!r}"
+        msg = (
+            "session_id must be a ULID (26 upper-case Crockford base32 characters), "
+            f"got {session_id!r}"
+        )
         raise ValueError(msg)
-    return session_id.upper()
+    return session_id
 
 
 def default_channels() -> list[dict[str, Any]]:
@@ -269,7 +273,8 @@ class FakeKodMobi:
     It serves ``GET /session/channels`` as the reference describes: the ``x-api-key``
     header must hold one of the configured keys (401 otherwise); without ``session_id``
     the answer is the project's channel list as a bare JSON array; with one, the
-    session's own list, 400 ``ERROR_BAD_REQUEST`` for an id that is not a ULID, and 404
+    session's own list, 400 ``ERROR_BAD_REQUEST`` for an id that is not a ULID in upper
+    case (a lower-case id included, which the client refuses to send), and 404
     ``ERROR_MESSAGE_NOT_FOUND`` for a ULID the fake does not know. The real service's
     answer for unknown or expired ids is undocumented; the 404 is this fake's
     assumption. Other paths get 404 ``ERROR_NOT_FOUND`` and other methods 405
@@ -511,12 +516,12 @@ class FakeKodMobi:
         """Register a session the fake will answer for.
 
         Args:
-            session_id: A ULID (any case); a fresh one when None.
+            session_id: A ULID in upper case; a fresh one when None.
             channels: The session's channel list, in the form described for
                 :attr:`project_channels`; a copy of the project channels when None.
 
         Returns:
-            The session id, upper-cased.
+            The session id.
 
         Raises:
             ValueError: The id is not a ULID, is already registered, or a channel is
@@ -566,7 +571,7 @@ class FakeKodMobi:
         """Replace a session's channel list.
 
         Args:
-            session_id: A registered session id (any case).
+            session_id: A registered session id (upper case).
             channels: The new list, in the form described for :attr:`project_channels`.
 
         Raises:
@@ -590,7 +595,7 @@ class FakeKodMobi:
         """Change the per-session state of the channel(s) of one type.
 
         Args:
-            session_id: A registered session id (any case).
+            session_id: A registered session id (upper case).
             channel_type: The ``type`` of the channel(s) to change.
             is_active: The new ``is_active``; unchanged when None.
             timeout: The new ``timeout`` (0 to 60); unchanged when None.
@@ -620,7 +625,7 @@ class FakeKodMobi:
         """Return a session's current channel list.
 
         Args:
-            session_id: A registered session id (any case).
+            session_id: A registered session id (upper case).
 
         Returns:
             Copies of the channel dicts, as served.
@@ -638,7 +643,7 @@ class FakeKodMobi:
         """Forget a session, as when it expires; later requests for it get 404.
 
         Args:
-            session_id: A registered session id (any case).
+            session_id: A registered session id (upper case).
 
         Raises:
             KeyError: The session is not registered.
@@ -684,7 +689,7 @@ class FakeKodMobi:
         Queueing works as in :meth:`script`, with one queue per session.
 
         Args:
-            session_id: The session id (any case).
+            session_id: The session id (upper case).
             fault: The fault to apply.
             times: How many requests get it; None means every one from now on.
 
@@ -704,7 +709,7 @@ class FakeKodMobi:
 
     def _take_fault(self, session_id: str | None) -> Fault | None:
         if session_id is not None and self._session_faults:
-            queue = self._session_faults.get(session_id.upper())
+            queue = self._session_faults.get(session_id)
             if queue:
                 return _take(queue)
         if self._faults:
@@ -858,7 +863,7 @@ class FakeKodMobi:
             return self._refuse(request, entry, BAD_SESSION_ID)
         else:
             with self._lock:
-                session = self._sessions.get(session_id.upper())
+                session = self._sessions.get(session_id)
             if session is None:
                 return self._refuse(request, entry, UNKNOWN_SESSION)
             body = session.body

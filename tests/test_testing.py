@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from fastapi import FastAPI
 
+from kodmobi_async import InvalidSessionIdError, KodMobiClient
 from kodmobi_async.testing import FakeKodMobi, Fault, RecordedRequest, new_session_id
 
 CHANNELS = "/session/channels"
@@ -199,15 +200,38 @@ class TestSessions:
         assert ULID_PATTERN.fullmatch(sid)
         assert session_body == project_body
 
-    async def test_lowercase_session_id_is_the_same_session(
-        self, fake: FakeKodMobi, client: aiohttp.ClientSession
+    @pytest.mark.parametrize("spelling", [SESSION_ID.lower(), SESSION_ID[:-1] + "f"])
+    async def test_lowercase_session_id_is_malformed_even_when_registered(
+        self, fake: FakeKodMobi, client: aiohttp.ClientSession, spelling: str
     ) -> None:
-        sid = fake.add_session(SESSION_ID.lower())
+        fake.add_session(SESSION_ID)
 
-        status, _ = await get_json(client, session_id=SESSION_ID.lower())
+        status, body = await get_json(client, session_id=spelling)
 
-        assert sid == SESSION_ID
-        assert status == 200
+        assert status == 400
+        assert body == error_envelope(
+            400, "ERROR_BAD_REQUEST", "Invalid session_id: expected a ULID"
+        )
+
+    @pytest.mark.parametrize(
+        "candidate",
+        [SESSION_ID, SESSION_ID.lower(), SESSION_ID[:-1] + "f", SESSION_ID[:-1] + "U", "nope"],
+    )
+    async def test_fake_refuses_exactly_the_ids_the_client_refuses(
+        self, fake: FakeKodMobi, client: aiohttp.ClientSession, candidate: str
+    ) -> None:
+        fake.add_session(SESSION_ID)
+        async with KodMobiClient(api_key=fake.api_key, base_url=fake.url) as sdk:
+            try:
+                await sdk.get_session_channels(candidate)
+            except InvalidSessionIdError:
+                client_refuses = True
+            else:
+                client_refuses = False
+
+        status, _ = await get_json(client, session_id=candidate)
+
+        assert client_refuses == (status == 400)
 
     async def test_unknown_session_gets_404_envelope(self, client: aiohttp.ClientSession) -> None:
         status, body = await get_json(client, session_id=SESSION_ID)
@@ -290,11 +314,16 @@ class TestSessions:
         fake.add_session(SESSION_ID)
 
         with pytest.raises(ValueError, match="already exists"):
-            fake.add_session(SESSION_ID.lower())
+            fake.add_session(SESSION_ID)
 
-    def test_session_id_that_is_not_a_ulid_is_refused(self) -> None:
+    @pytest.mark.parametrize("bad_id", ["session-1", SESSION_ID.lower()])
+    def test_session_id_that_is_not_an_uppercase_ulid_is_refused(self, bad_id: str) -> None:
+        fake = FakeKodMobi()
+
+        with pytest.raises(ValueError, match="must be a ULID \\(26 upper-case"):
+            fake.add_session(bad_id)
         with pytest.raises(ValueError, match="must be a ULID"):
-            FakeKodMobi().add_session("session-1")
+            fake.script_session(bad_id, Fault.drop())
 
     def test_changing_an_unknown_session_is_refused(self) -> None:
         fake = FakeKodMobi()
@@ -727,7 +756,7 @@ class TestScripting:
         fake.add_session(OTHER_SESSION_ID)
         fake.script_session(SESSION_ID, Fault.status(503), times=None)
 
-        faulted = [(await get_json(client, session_id=SESSION_ID.lower()))[0] for _ in range(2)]
+        faulted = [(await get_json(client, session_id=SESSION_ID))[0] for _ in range(2)]
         other, _ = await get_json(client, session_id=OTHER_SESSION_ID)
         project, _ = await get_json(client)
 
