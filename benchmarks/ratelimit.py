@@ -15,7 +15,8 @@ default settings per scenario:
 and prints, per scenario, the wall time against the ideal one (the time the bucket
 needs to admit N requests), the requests the server saw, its 429s, the ids answered,
 the errors by kind and whether the issue's target is met. ``--quick`` runs the same
-scenarios scaled down to a few seconds. See benchmarks/README.md.
+scenarios scaled down to a few seconds. ``python benchmarks/ratelimit.py serve N`` is
+the server child, started by the harness itself. See benchmarks/README.md.
 """
 
 from __future__ import annotations
