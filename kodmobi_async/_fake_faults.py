@@ -185,6 +185,14 @@ BAD_SESSION_ID = _refusal(
 UNKNOWN_SESSION = _refusal(
     404, "ERROR_MESSAGE_NOT_FOUND", en="Session not found", ru="Сессия не найдена"
 )
+# Word for word what Fault.status(429) sends, so a test cannot tell the fake's own rate
+# limit from a scripted one.
+RATE_LIMITED = _refusal(
+    429,
+    default_sys_message(429),
+    en=default_error_text(429, "en"),
+    ru=default_error_text(429, "ru"),
+)
 UNKNOWN_PATH = _refusal(404, "ERROR_NOT_FOUND", en="Not found", ru="Не найдено")
 WRONG_METHOD = _refusal(
     405, "ERROR_METHOD_NOT_ALLOWED", en="Method not allowed", ru="Метод не поддерживается"

@@ -3,9 +3,9 @@
 It is written from the API reference alone and shares no code with the client, so a
 misreading of the reference in one does not hide the same misreading in the other.
 
-State (project channels, sessions, scripted faults, the request log and the connection
-counts) sits behind one lock, because in thread mode the test scripts the fake from one
-thread while the server answers on another.
+State (project channels, sessions, scripted faults, the rate limit's buckets, the request
+log and the connection counts) sits behind one lock, because in thread mode the test
+scripts the fake from one thread while the server answers on another.
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import attrs
 from aiohttp import web
 
+from kodmobi_async._clock import Clock, SystemClock
 from kodmobi_async._fake_faults import (
     BAD_KEY,
     BAD_SESSION_ID,
     JSON_CONTENT_TYPE,
     MISSING_KEY,
+    RATE_LIMITED,
     UNKNOWN_PATH,
     UNKNOWN_SESSION,
     WRONG_METHOD,
@@ -40,12 +42,14 @@ from kodmobi_async._fake_faults import (
     preferred_language,
     respond,
 )
+from kodmobi_async._fake_limits import RateLimit, checked_retry_after
 
 CHANNELS_PATH = "/session/channels"
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# With IGNORECASE the class still excludes i, l, o and u, as Crockford's alphabet does.
-_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", re.IGNORECASE)
+# Upper case only, as the client insists: one spelling per id, so the fake never answers
+# an id the client would refuse to send.
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 # Long enough for an in-flight answer to finish, short enough that closing a fake with a
 # request stuck in a long Fault.delay does not stall a test.
@@ -76,9 +80,12 @@ def new_session_id() -> str:
 
 def _checked_session_id(session_id: str) -> str:
     if _ULID.fullmatch(session_id) is None:
-        msg = f"session_id must be a ULID (26 Crockford base32 characters), got {session_id!r}"
+        msg = (
+            "session_id must be a ULID (26 upper-case Crockford base32 characters), "
+            f"got {session_id!r}"
+        )
         raise ValueError(msg)
-    return session_id.upper()
+    return session_id
 
 
 def default_channels() -> list[dict[str, Any]]:
@@ -179,7 +186,8 @@ class RecordedRequest:
         status: The status the fake answered with; None when it sent no response (the
             connection was dropped, or the answer is still pending).
         fault: The scripted fault applied to this request, or None.
-        received_at: ``time.monotonic()`` when the request arrived.
+        received_at: The fake's clock when the request arrived: ``time.monotonic()``
+            unless the fake was given a ``clock``.
     """
 
     method: str
@@ -269,14 +277,20 @@ class FakeKodMobi:
     It serves ``GET /session/channels`` as the reference describes: the ``x-api-key``
     header must hold one of the configured keys (401 otherwise); without ``session_id``
     the answer is the project's channel list as a bare JSON array; with one, the
-    session's own list, 400 ``ERROR_BAD_REQUEST`` for an id that is not a ULID, and 404
+    session's own list, 400 ``ERROR_BAD_REQUEST`` for an id that is not a ULID in upper
+    case (a lower-case id included, which the client refuses to send), and 404
     ``ERROR_MESSAGE_NOT_FOUND`` for a ULID the fake does not know. The real service's
     answer for unknown or expired ids is undocumented; the 404 is this fake's
     assumption. Other paths get 404 ``ERROR_NOT_FOUND`` and other methods 405
     ``ERROR_METHOD_NOT_ALLOWED``. Error envelopes honour ``Accept-Language: ru``.
 
-    Scripted faults come first: a request that matches one gets the fault, whatever its
-    key or path. Then comes the normal answer above. Response bodies are serialized when
+    With a rate limit (``rate_limit``, or :meth:`set_rate_limit` at any time) the fake
+    admits each API key's requests through a token bucket, on every path, and answers
+    the excess ``429 ERROR_TOO_MANY_REQUESTS`` with ``Retry-After``, as a gateway in
+    front of the service would; see :meth:`set_rate_limit`. That check comes first.
+    Then come scripted faults: a request that matches one gets the fault, whatever its
+    key or path (a rate-limited request does not use one up). Then comes the normal
+    answer above. Response bodies are serialized when
     the data changes, never per request, so the fake keeps up with benchmarks.
 
     Use ``async with FakeKodMobi() as fake`` to serve on the running event loop, or
@@ -295,10 +309,19 @@ class FakeKodMobi:
         record_requests: Keep a :class:`RecordedRequest` per request in
             :attr:`requests`; turn off for long benchmarks (:attr:`request_count` still
             counts).
+        rate_limit: Requests per second admitted per API key, or None for no limit;
+            see :meth:`set_rate_limit`.
+        burst: Requests a key may send at once; ``max(1, rate_limit / 10)`` when None.
+        retry_after: The ``Retry-After`` of a rate-limited answer: whole seconds,
+            ``"computed"`` or None; see :meth:`set_rate_limit`.
+        clock: Where the fake reads time for the rate limit and
+            ``RecordedRequest.received_at``: anything with a ``monotonic()``
+            method, such as :class:`~kodmobi_async.FakeClock`; the real monotonic clock
+            when None.
 
     Raises:
-        ValueError: ``api_keys`` is empty, ``latency`` is negative or a channel is
-            invalid.
+        ValueError: ``api_keys`` is empty, ``latency`` is negative, a channel is
+            invalid, or the rate limit is (see :meth:`set_rate_limit`).
         TypeError: ``api_keys`` is a single string or a channel has a wrongly typed
             field.
     """
@@ -315,6 +338,10 @@ class FakeKodMobi:
         project_channels: Iterable[Mapping[str, Any]] | None = None,
         latency: float = 0.0,
         record_requests: bool = True,
+        rate_limit: float | None = None,
+        burst: float | None = None,
+        retry_after: int | Literal["computed"] | None = 1,
+        clock: Clock | None = None,
     ) -> None:
         if isinstance(api_keys, str):
             msg = "api_keys must be an iterable of keys, not one string"
@@ -340,6 +367,9 @@ class FakeKodMobi:
         self._session_faults: dict[str, deque[_Scripted]] = {}
         self._entries: list[_Entry] = []
         self._request_count = 0
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._rate_limit: RateLimit | None = None
+        self.set_rate_limit(rate_limit, burst, retry_after=retry_after)
         self._open_connections = 0
         self._total_connections = 0
 
@@ -403,6 +433,10 @@ class FakeKodMobi:
         project_channels: Iterable[Mapping[str, Any]] | None = None,
         latency: float = 0.0,
         record_requests: bool = True,
+        rate_limit: float | None = None,
+        burst: float | None = None,
+        retry_after: int | Literal["computed"] | None = 1,
+        clock: Clock | None = None,
     ) -> Iterator[FakeKodMobi]:
         """Run a fake on its own event loop in a daemon thread, for the ``with`` block.
 
@@ -417,6 +451,10 @@ class FakeKodMobi:
             project_channels: As for :class:`FakeKodMobi`.
             latency: As for :class:`FakeKodMobi`.
             record_requests: As for :class:`FakeKodMobi`.
+            rate_limit: As for :class:`FakeKodMobi`.
+            burst: As for :class:`FakeKodMobi`.
+            retry_after: As for :class:`FakeKodMobi`.
+            clock: As for :class:`FakeKodMobi`.
 
         Returns:
             A context manager yielding the running fake; leaving it stops the server
@@ -432,6 +470,10 @@ class FakeKodMobi:
             project_channels=project_channels,
             latency=latency,
             record_requests=record_requests,
+            rate_limit=rate_limit,
+            burst=burst,
+            retry_after=retry_after,
+            clock=clock,
         )
         thread = _ServerThread(fake)
         thread.start()
@@ -476,6 +518,70 @@ class FakeKodMobi:
             raise ValueError(msg)
         self._latency = float(seconds)
 
+    # -- rate limit ------------------------------------------------------------------
+
+    def set_rate_limit(
+        self,
+        rate: float | None,
+        burst: float | None = None,
+        *,
+        retry_after: int | Literal["computed"] | None = 1,
+    ) -> None:
+        """Limit each API key to ``rate`` requests a second, or lift the limit.
+
+        Every request (any path, method or key, a missing key included) takes a token
+        from the bucket of the ``x-api-key`` it carries. A bucket holds up to ``burst``
+        tokens, starts full and gains ``rate`` tokens a second on the fake's clock. A
+        request that finds no token is answered ``429`` with the envelope
+        ``ERROR_TOO_MANY_REQUESTS`` (the same bytes as ``Fault.status(429)``) and is
+        recorded like any other; it takes no token and uses up no scripted fault.
+
+        The change takes effect at once, for a server that is running too: each key
+        keeps what its bucket holds (capped at the new ``burst``) and refills at the
+        new rate from now on. Turning the limit off forgets the buckets, so the next
+        limit starts with full ones.
+
+        Args:
+            rate: Requests per second admitted per key in the long run, or None to turn
+                the limit off.
+            burst: Requests a full bucket admits at once; ``max(1, rate / 10)`` when
+                None.
+            retry_after: The ``Retry-After`` header of a rate-limited answer: whole
+                seconds (the default, 1, is what kod.mobi's gateway is assumed to send),
+                ``"computed"`` for the time until the key's bucket holds a token,
+                rounded up to whole seconds, or None for no header.
+
+        Raises:
+            ValueError: ``rate`` is not a positive finite number, ``burst`` is below 1
+                or given without ``rate``, or ``retry_after`` is none of the forms
+                above.
+        """
+        if rate is None:
+            checked_retry_after(retry_after)
+            if burst is not None:
+                msg = f"burst={burst!r} needs a rate_limit"
+                raise ValueError(msg)
+            with self._lock:
+                self._rate_limit = None
+            return
+        limit = RateLimit(rate, burst, retry_after)
+        with self._lock:
+            if self._rate_limit is not None:
+                limit = self._rate_limit.continue_as(limit, self._clock.monotonic())
+            self._rate_limit = limit
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Requests per second admitted per API key, or None when there is no limit."""
+        with self._lock:
+            return None if self._rate_limit is None else self._rate_limit.rate
+
+    @property
+    def burst(self) -> float | None:
+        """Requests a key may send at once under the limit, or None when there is none."""
+        with self._lock:
+            return None if self._rate_limit is None else self._rate_limit.burst
+
     # -- channels and sessions -------------------------------------------------------
 
     @staticmethod
@@ -511,12 +617,12 @@ class FakeKodMobi:
         """Register a session the fake will answer for.
 
         Args:
-            session_id: A ULID (any case); a fresh one when None.
+            session_id: A ULID in upper case; a fresh one when None.
             channels: The session's channel list, in the form described for
                 :attr:`project_channels`; a copy of the project channels when None.
 
         Returns:
-            The session id, upper-cased.
+            The session id.
 
         Raises:
             ValueError: The id is not a ULID, is already registered, or a channel is
@@ -566,7 +672,7 @@ class FakeKodMobi:
         """Replace a session's channel list.
 
         Args:
-            session_id: A registered session id (any case).
+            session_id: A registered session id (upper case).
             channels: The new list, in the form described for :attr:`project_channels`.
 
         Raises:
@@ -590,7 +696,7 @@ class FakeKodMobi:
         """Change the per-session state of the channel(s) of one type.
 
         Args:
-            session_id: A registered session id (any case).
+            session_id: A registered session id (upper case).
             channel_type: The ``type`` of the channel(s) to change.
             is_active: The new ``is_active``; unchanged when None.
             timeout: The new ``timeout`` (0 to 60); unchanged when None.
@@ -620,7 +726,7 @@ class FakeKodMobi:
         """Return a session's current channel list.
 
         Args:
-            session_id: A registered session id (any case).
+            session_id: A registered session id (upper case).
 
         Returns:
             Copies of the channel dicts, as served.
@@ -638,7 +744,7 @@ class FakeKodMobi:
         """Forget a session, as when it expires; later requests for it get 404.
 
         Args:
-            session_id: A registered session id (any case).
+            session_id: A registered session id (upper case).
 
         Raises:
             KeyError: The session is not registered.
@@ -684,7 +790,7 @@ class FakeKodMobi:
         Queueing works as in :meth:`script`, with one queue per session.
 
         Args:
-            session_id: The session id (any case).
+            session_id: The session id (upper case).
             fault: The fault to apply.
             times: How many requests get it; None means every one from now on.
 
@@ -704,7 +810,7 @@ class FakeKodMobi:
 
     def _take_fault(self, session_id: str | None) -> Fault | None:
         if session_id is not None and self._session_faults:
-            queue = self._session_faults.get(session_id.upper())
+            queue = self._session_faults.get(session_id)
             if queue:
                 return _take(queue)
         if self._faults:
@@ -731,6 +837,42 @@ class FakeKodMobi:
         with self._lock:
             self._entries.clear()
             self._request_count = 0
+
+    def max_requests_in_window(self, seconds: float = 1.0) -> int:
+        """Count the recorded requests in the busiest window of the given length.
+
+        Use it to check that a client kept to a rate: with a limit of R requests a
+        second, a well-paced client gives at most ``R + burst`` for ``seconds=1.0``
+        (a full bucket's burst plus one second of refill). Every recorded request
+        counts, rate-limited ones included, on the fake's clock
+        (``RecordedRequest.received_at``); windows are half-open,
+        ``[t, t + seconds)``.
+
+        Args:
+            seconds: The window's length.
+
+        Returns:
+            The largest number of requests that arrived within any such window; 0 when
+            none was recorded.
+
+        Raises:
+            ValueError: ``seconds`` is not positive.
+            RuntimeError: The fake was made with ``record_requests=False``.
+        """
+        if not seconds > 0:
+            msg = f"seconds must be > 0, got {seconds!r}"
+            raise ValueError(msg)
+        if not self._record_requests:
+            msg = "max_requests_in_window needs a fake made with record_requests=True"
+            raise RuntimeError(msg)
+        with self._lock:
+            times = sorted(entry.received_at for entry in self._entries)
+        busiest = first = 0
+        for last, arrived in enumerate(times):
+            while arrived - times[first] >= seconds:
+                first += 1
+            busiest = max(busiest, last - first + 1)
+        return busiest
 
     @property
     def open_connections(self) -> int:
@@ -814,22 +956,31 @@ class FakeKodMobi:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         query = request.query
         session_id = query.get("session_id")
+        now = self._clock.monotonic()
         entry = _Entry(
             method=request.method,
             path=request.path,
             query=dict(query),
             headers=request.headers,
             session_id=session_id,
-            received_at=time.monotonic(),
+            received_at=now,
         )
+        limited: str | None = None
+        fault: Fault | None = None
         with self._lock:
             self._request_count += 1
             if self._record_requests:
                 self._entries.append(entry)
-            fault = self._take_fault(session_id)
+            if self._rate_limit is not None:
+                limited = self._rate_limit.admit(request.headers.get("x-api-key"), now)
+            if limited is None:
+                fault = self._take_fault(session_id)
         entry.fault = fault
         if self._latency:
             await asyncio.sleep(self._latency)
+        if limited is not None:
+            headers = {"Retry-After": limited} if limited else None
+            return self._refuse(request, entry, RATE_LIMITED, headers)
         if fault is None:
             return self._serve(request, entry)
         exchange = Exchange(
@@ -858,7 +1009,7 @@ class FakeKodMobi:
             return self._refuse(request, entry, BAD_SESSION_ID)
         else:
             with self._lock:
-                session = self._sessions.get(session_id.upper())
+                session = self._sessions.get(session_id)
             if session is None:
                 return self._refuse(request, entry, UNKNOWN_SESSION)
             body = session.body

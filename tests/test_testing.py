@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 from fastapi import FastAPI
 
-from kodmobi_async.testing import FakeKodMobi, Fault, RecordedRequest, new_session_id
+from kodmobi_async import InvalidSessionIdError, KodMobiClient
+from kodmobi_async.testing import FakeClock, FakeKodMobi, Fault, RecordedRequest, new_session_id
 
 CHANNELS = "/session/channels"
 SESSION_ID = "01HZX3Q8V6W4T1N6B2C3D4E5F6"
@@ -199,15 +200,38 @@ class TestSessions:
         assert ULID_PATTERN.fullmatch(sid)
         assert session_body == project_body
 
-    async def test_lowercase_session_id_is_the_same_session(
-        self, fake: FakeKodMobi, client: aiohttp.ClientSession
+    @pytest.mark.parametrize("spelling", [SESSION_ID.lower(), SESSION_ID[:-1] + "f"])
+    async def test_lowercase_session_id_is_malformed_even_when_registered(
+        self, fake: FakeKodMobi, client: aiohttp.ClientSession, spelling: str
     ) -> None:
-        sid = fake.add_session(SESSION_ID.lower())
+        fake.add_session(SESSION_ID)
 
-        status, _ = await get_json(client, session_id=SESSION_ID.lower())
+        status, body = await get_json(client, session_id=spelling)
 
-        assert sid == SESSION_ID
-        assert status == 200
+        assert status == 400
+        assert body == error_envelope(
+            400, "ERROR_BAD_REQUEST", "Invalid session_id: expected a ULID"
+        )
+
+    @pytest.mark.parametrize(
+        "candidate",
+        [SESSION_ID, SESSION_ID.lower(), SESSION_ID[:-1] + "f", SESSION_ID[:-1] + "U", "nope"],
+    )
+    async def test_fake_refuses_exactly_the_ids_the_client_refuses(
+        self, fake: FakeKodMobi, client: aiohttp.ClientSession, candidate: str
+    ) -> None:
+        fake.add_session(SESSION_ID)
+        async with KodMobiClient(api_key=fake.api_key, base_url=fake.url) as sdk:
+            try:
+                await sdk.get_session_channels(candidate)
+            except InvalidSessionIdError:
+                client_refuses = True
+            else:
+                client_refuses = False
+
+        status, _ = await get_json(client, session_id=candidate)
+
+        assert client_refuses == (status == 400)
 
     async def test_unknown_session_gets_404_envelope(self, client: aiohttp.ClientSession) -> None:
         status, body = await get_json(client, session_id=SESSION_ID)
@@ -290,11 +314,16 @@ class TestSessions:
         fake.add_session(SESSION_ID)
 
         with pytest.raises(ValueError, match="already exists"):
-            fake.add_session(SESSION_ID.lower())
+            fake.add_session(SESSION_ID)
 
-    def test_session_id_that_is_not_a_ulid_is_refused(self) -> None:
+    @pytest.mark.parametrize("bad_id", ["session-1", SESSION_ID.lower()])
+    def test_session_id_that_is_not_an_uppercase_ulid_is_refused(self, bad_id: str) -> None:
+        fake = FakeKodMobi()
+
+        with pytest.raises(ValueError, match="must be a ULID \\(26 upper-case"):
+            fake.add_session(bad_id)
         with pytest.raises(ValueError, match="must be a ULID"):
-            FakeKodMobi().add_session("session-1")
+            fake.script_session(bad_id, Fault.drop())
 
     def test_changing_an_unknown_session_is_refused(self) -> None:
         fake = FakeKodMobi()
@@ -727,7 +756,7 @@ class TestScripting:
         fake.add_session(OTHER_SESSION_ID)
         fake.script_session(SESSION_ID, Fault.status(503), times=None)
 
-        faulted = [(await get_json(client, session_id=SESSION_ID.lower()))[0] for _ in range(2)]
+        faulted = [(await get_json(client, session_id=SESSION_ID))[0] for _ in range(2)]
         other, _ = await get_json(client, session_id=OTHER_SESSION_ID)
         project, _ = await get_json(client)
 
@@ -952,6 +981,252 @@ class TestInThread:
             pass
 
         assert not any(thread.name == "kodmobi-fake" for thread in threading.enumerate())
+
+
+async def statuses_of(client: aiohttp.ClientSession, count: int, **kwargs: Any) -> list[int]:
+    return [(await get_json(client, **kwargs))[0] for _ in range(count)]
+
+
+TOO_MANY = error_envelope(429, "ERROR_TOO_MANY_REQUESTS", "Too Many Requests")
+
+
+class TestRateLimit:
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    async def limited(self, clock: FakeClock) -> AsyncIterator[FakeKodMobi]:
+        async with FakeKodMobi(api_keys=["a", "b"], rate_limit=200, burst=3, clock=clock) as fake:
+            yield fake
+
+    @pytest.fixture
+    async def session(self, limited: FakeKodMobi) -> AsyncIterator[aiohttp.ClientSession]:
+        async with aiohttp.ClientSession(base_url=limited.url, headers={"x-api-key": "a"}) as s:
+            yield s
+
+    async def test_burst_is_admitted_and_the_excess_gets_429_with_envelope(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        admitted = await statuses_of(session, 3)
+        async with session.get(CHANNELS) as response:
+            status, body = response.status, await response.json()
+            retry_after = response.headers.get("Retry-After")
+
+        assert admitted == [200, 200, 200]
+        assert (status, body, retry_after) == (429, TOO_MANY, "1")
+
+    async def test_refusal_matches_a_scripted_429_in_russian_too(
+        self, limited: FakeKodMobi, session: aiohttp.ClientSession
+    ) -> None:
+        ru = {"Accept-Language": "ru"}
+        await statuses_of(session, 3)
+        _, limited_body = await get_json(session, headers=ru)
+        limited.set_rate_limit(None)
+        limited.script(Fault.status(429))
+        _, scripted_body = await get_json(session, headers=ru)
+
+        assert limited_body == scripted_body
+        assert limited_body["error"] == "Слишком много запросов, повторите позже"
+
+    async def test_bucket_refills_at_the_rate_up_to_the_burst(
+        self, clock: FakeClock, session: aiohttp.ClientSession
+    ) -> None:
+        await statuses_of(session, 4)
+
+        clock.advance(0.005)  # one token at 200/s
+        one = await statuses_of(session, 2)
+        clock.advance(60)
+        capped = await statuses_of(session, 4)
+
+        assert one == [200, 429]
+        assert capped == [200, 200, 200, 429]
+
+    async def test_each_key_has_its_own_bucket(self, limited: FakeKodMobi) -> None:
+        async with aiohttp.ClientSession(base_url=limited.url) as anonymous:
+            a = await statuses_of(anonymous, 4, headers={"x-api-key": "a"})
+            b = await statuses_of(anonymous, 4, headers={"x-api-key": "b"})
+            wrong = await statuses_of(anonymous, 4, headers={"x-api-key": "wrong"})
+            missing = await statuses_of(anonymous, 4)
+
+        assert a == b == [200, 200, 200, 429]
+        assert wrong == missing == [401, 401, 401, 429]
+
+    async def test_every_path_and_method_takes_a_token(
+        self, limited: FakeKodMobi, session: aiohttp.ClientSession
+    ) -> None:
+        async with session.get("/elsewhere") as unknown_path:
+            pass
+        async with session.post(CHANNELS) as wrong_method:
+            pass
+        await get_json(session)
+        async with session.post(CHANNELS) as limited_post:
+            limited_body = await limited_post.json()
+
+        assert (unknown_path.status, wrong_method.status) == (404, 405)
+        assert (limited_post.status, limited_body) == (429, TOO_MANY)
+
+    async def test_rate_limited_requests_are_recorded_and_use_no_fault(
+        self, clock: FakeClock, limited: FakeKodMobi, session: aiohttp.ClientSession
+    ) -> None:
+        await statuses_of(session, 3)
+        limited.script(Fault.status(503))
+
+        refused = await statuses_of(session, 1)
+        clock.advance(0.005)
+        faulted = await statuses_of(session, 1)
+
+        assert (refused, faulted) == ([429], [503])
+        assert [(r.status, r.fault) for r in limited.requests[3:]] == [
+            (429, None),
+            (503, Fault.status(503)),
+        ]
+
+    async def test_limit_changes_while_running(
+        self, clock: FakeClock, limited: FakeKodMobi, session: aiohttp.ClientSession
+    ) -> None:
+        await statuses_of(session, 4)
+
+        limited.set_rate_limit(1000, burst=5)
+        clock.advance(0.002)  # two tokens at the new rate, none forgiven
+        faster = await statuses_of(session, 3)
+        clock.advance(60)
+        limited.set_rate_limit(1000, burst=2)
+        capped = await statuses_of(session, 3)
+
+        assert faster == [200, 200, 429]
+        assert capped == [200, 200, 429]
+        assert (limited.rate_limit, limited.burst) == (1000.0, 2.0)
+
+    async def test_turning_the_limit_off_and_on_again_starts_full(
+        self, limited: FakeKodMobi, session: aiohttp.ClientSession
+    ) -> None:
+        await statuses_of(session, 4)
+
+        limited.set_rate_limit(None)
+        unlimited = await statuses_of(session, 10)
+        off = (limited.rate_limit, limited.burst)
+        limited.set_rate_limit(200, burst=2)
+        again = await statuses_of(session, 3)
+
+        assert unlimited == [200] * 10
+        assert off == (None, None)
+        assert again == [200, 200, 429]
+
+    @pytest.mark.parametrize(
+        ("retry_after", "advance", "expected"),
+        [
+            (7, 0.0, "7"),
+            (0, 0.0, "0"),
+            ("computed", 0.0, "2"),  # a whole token at 0.5/s is 2 s away
+            ("computed", 1.2, "1"),  # 0.4 of a token is 0.8 s away, rounded up
+            (None, 0.0, None),
+        ],
+    )
+    async def test_retry_after_is_fixed_computed_or_absent(
+        self, clock: FakeClock, retry_after: Any, advance: float, expected: str | None
+    ) -> None:
+        async with (
+            FakeKodMobi(rate_limit=0.5, retry_after=retry_after, clock=clock) as fake,
+            aiohttp.ClientSession(base_url=fake.url, headers={"x-api-key": fake.api_key}) as s,
+        ):
+            await get_json(s)
+            clock.advance(advance)
+            async with s.get(CHANNELS) as response:
+                status, header = response.status, response.headers.get("Retry-After")
+
+        assert (status, header) == (429, expected)
+
+    async def test_computed_retry_after_is_at_least_one_second(self, clock: FakeClock) -> None:
+        async with (
+            FakeKodMobi(rate_limit=200, burst=1, retry_after="computed", clock=clock) as fake,
+            aiohttp.ClientSession(base_url=fake.url, headers={"x-api-key": fake.api_key}) as s,
+        ):
+            await get_json(s)
+            async with s.get(CHANNELS) as response:
+                header = response.headers.get("Retry-After")
+
+        assert header == "1"
+
+    async def test_real_clock_admits_no_more_than_burst_plus_refill(self) -> None:
+        # 200/s refills in milliseconds, so the wall waits here stay tiny.
+        async with (
+            FakeKodMobi(rate_limit=200, burst=2) as fake,
+            aiohttp.ClientSession(base_url=fake.url, headers={"x-api-key": fake.api_key}) as s,
+        ):
+            started = time.monotonic()
+            burst = await asyncio.gather(*(get_json(s) for _ in range(30)))
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(0.02)
+            after_wait = await statuses_of(s, 1)
+
+        admitted = sum(status == 200 for status, _ in burst)
+        assert 2 <= admitted <= 2 + 200 * elapsed + 1
+        assert {status for status, _ in burst} <= {200, 429}
+        assert after_wait == [200]
+
+    def test_works_in_thread_mode(self) -> None:
+        clock = FakeClock()
+        with FakeKodMobi.in_thread(rate_limit=100, burst=2, clock=clock) as fake:
+            before = [asyncio.run(fetch_with_new_session(fake.url, fake.api_key))[0] for _ in "abc"]
+            clock.advance(0.01)
+            after = asyncio.run(fetch_with_new_session(fake.url, fake.api_key))[0]
+
+        assert before == [200, 200, 429]
+        assert after == 200
+        assert [r.status for r in fake.requests] == [200, 200, 429, 200]
+
+    def test_default_burst_is_a_tenth_of_the_rate_and_at_least_one(self) -> None:
+        assert FakeKodMobi(rate_limit=400).burst == 40.0
+        assert FakeKodMobi(rate_limit=5).burst == 1.0
+        assert FakeKodMobi().rate_limit is None
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"rate_limit": 0}, "positive number of requests per second"),
+            ({"rate_limit": -5}, "positive number"),
+            ({"rate_limit": float("inf")}, "positive number"),
+            ({"rate_limit": float("nan")}, "positive number"),
+            ({"rate_limit": True}, "positive number"),
+            ({"rate_limit": 10, "burst": 0.5}, "burst must be a number of requests >= 1"),
+            ({"burst": 5}, "needs a rate_limit"),
+            ({"rate_limit": 10, "retry_after": -1}, "retry_after must be whole seconds"),
+            ({"rate_limit": 10, "retry_after": 1.5}, "retry_after"),
+            ({"retry_after": "soon"}, "retry_after"),
+        ],
+    )
+    def test_bad_settings_are_refused(self, kwargs: dict[str, Any], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            FakeKodMobi(**kwargs)
+
+
+class TestMaxRequestsInWindow:
+    async def test_counts_the_busiest_half_open_window(self) -> None:
+        clock = FakeClock()
+        async with (
+            FakeKodMobi(clock=clock) as fake,
+            aiohttp.ClientSession(base_url=fake.url, headers={"x-api-key": fake.api_key}) as s,
+        ):
+            for step in (0.0, 0.1, 0.4, 0.5, 0.05):  # arrivals at 0, .1, .5, 1.0, 1.05
+                clock.advance(step)
+                await get_json(s)
+
+            assert fake.max_requests_in_window(1.0) == 4  # [0.1, 1.1)
+            assert fake.max_requests_in_window(0.5) == 2
+            assert fake.max_requests_in_window(10) == 5
+
+    def test_is_zero_without_requests(self) -> None:
+        assert FakeKodMobi().max_requests_in_window() == 0
+
+    def test_needs_recorded_requests(self) -> None:
+        with pytest.raises(RuntimeError, match="record_requests=True"):
+            FakeKodMobi(record_requests=False).max_requests_in_window()
+
+    @pytest.mark.parametrize("seconds", [0, -1.0])
+    def test_window_must_be_positive(self, seconds: float) -> None:
+        with pytest.raises(ValueError, match="seconds must be > 0"):
+            FakeKodMobi().max_requests_in_window(seconds)
 
 
 class TestPytestPlugin:
