@@ -354,7 +354,7 @@ class FakeKodMobi:
         self._api_key = keys[0]
         self._host = host
         self._port = port
-        self.latency = latency
+        self.latency: float = latency
         self._record_requests = record_requests
 
         self._lock = threading.Lock()
