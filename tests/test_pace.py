@@ -1,0 +1,204 @@
+"""The client's shared pace: pure arithmetic first, then batches against a rate-limited fake."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from kodmobi_async import (
+    ConfigurationError,
+    KodMobiClient,
+    RateLimitError,
+    RetryBudgetExhaustedError,
+    RetryPolicy,
+)
+from kodmobi_async._throttle import Pace
+from kodmobi_async.testing import FakeKodMobi
+
+from .conftest import SECRET_KEY
+
+FAR = 1e9  # a deadline that never binds
+
+
+def throttled_pace(starts: int = 100, now: float = 10.0) -> Pace:
+    """A pace that has just seen its first 429, after ``starts`` starts this second."""
+    pace = Pace()
+    for _ in range(starts):
+        pace.note_start(now)
+    pace.on_throttled(now, now)
+    return pace
+
+
+class TestPaceArithmetic:
+    def test_nothing_is_paced_before_the_first_429(self) -> None:
+        pace = Pace()
+        assert pace.rate is None
+        assert [pace.reserve(float(t), FAR) for t in range(5)] == [0.0] * 5
+
+    def test_the_first_429_starts_from_what_was_sent_in_the_last_second(self) -> None:
+        pace = throttled_pace(starts=100)
+        assert pace.rate == 100.0
+        waits = [pace.reserve(10.0, FAR) for _ in range(4)]
+        assert waits == pytest.approx([0.0, 0.01, 0.02, 0.03])  # slots 1/100 s apart
+
+    def test_a_429_for_a_slot_planned_before_the_last_cut_does_not_cut_again(self) -> None:
+        pace = throttled_pace(starts=100)
+        pace.on_throttled(planned_at=10.05, now=10.1)  # planned after the first cut
+        assert pace.rate == pytest.approx(90.0)
+        pace.on_throttled(planned_at=10.09, now=10.2)  # planned before the second
+        assert pace.rate == pytest.approx(90.0)
+        pace.on_throttled(planned_at=10.15, now=10.3)
+        assert pace.rate == pytest.approx(81.0)
+
+    def test_the_rate_never_falls_below_one_request_a_second(self) -> None:
+        pace = throttled_pace(starts=2)
+        for step in range(1, 50):
+            pace.on_throttled(planned_at=10.0 + step, now=10.0 + step)
+        assert pace.rate == Pace.MIN_RATE
+
+    def test_the_rate_grows_only_while_callers_queue_for_slots(self) -> None:
+        pace = throttled_pace(starts=100)
+        pace.on_throttled(10.01, 10.01)  # leaves slow start: additive growth from here
+        rate = pace.rate
+        assert rate is not None
+        for _ in range(50):  # queueing: each slot waits
+            pace.reserve(10.02, FAR)
+        pace.reserve(10.5, FAR)
+        assert pace.rate is not None
+        assert pace.rate > rate
+        idle = Pace()
+        for _ in range(100):
+            idle.note_start(10.0)
+        idle.on_throttled(10.0, 10.0)
+        idle.on_throttled(10.01, 10.01)
+        idle_rate = idle.rate
+        idle.reserve(15.0, FAR)  # one call, after seconds of silence: no queue
+        assert idle.rate == idle_rate
+
+    def test_slow_start_doubles_the_rate_each_tenth_of_a_second_of_queueing(self) -> None:
+        pace = throttled_pace(starts=100)
+        for _ in range(30):
+            pace.reserve(10.0, FAR)
+        pace.reserve(10.1, FAR)
+        assert pace.rate == pytest.approx(200.0)
+
+    def test_pacing_ends_after_thirty_quiet_seconds(self) -> None:
+        pace = throttled_pace()
+        assert pace.reserve(10.0 + Pace.FORGET_AFTER + 0.1, FAR) == 0.0
+        assert pace.rate is None
+
+    def test_a_slot_past_the_deadline_is_refused_and_not_taken(self) -> None:
+        pace = throttled_pace(starts=1)  # 1 request/s
+        assert pace.reserve(10.0, FAR) == 0.0
+        assert pace.reserve(10.0, deadline=10.5) is None
+        assert pace.reserve(10.0, FAR) == pytest.approx(1.0)  # the refused slot is free
+
+    def test_a_ceiling_paces_from_the_start_and_is_never_exceeded(self) -> None:
+        pace = Pace(ceiling=10.0)
+        starts = []
+        now = 0.0
+        for _ in range(200):
+            now += pace.reserve(now, FAR) or 0.0
+            starts.append(now)
+        assert pace.rate == 10.0
+        # Any one-second window, half open, holds at most 10 starts.
+        busiest = max(sum(1 for s in starts if t <= s < t + 1.0) for t in starts)
+        assert busiest == 10
+
+    def test_a_429_below_a_ceiling_cuts_the_rate_and_growth_stops_at_the_ceiling(self) -> None:
+        pace = Pace(ceiling=10.0)
+        pace.reserve(0.0, FAR)
+        pace.on_throttled(0.0, 0.1)
+        assert pace.rate == pytest.approx(9.0)
+        now = 0.1
+        for _ in range(2000):
+            now += pace.reserve(now, FAR) or 0.0
+        assert pace.rate == 10.0
+
+
+class TestRateLimitSetting:
+    @pytest.mark.parametrize("value", [0, 0.5, -1, float("nan"), float("inf"), True, "10"])
+    def test_an_unusable_rate_limit_is_a_configuration_error(self, value: object) -> None:
+        with pytest.raises(ConfigurationError, match="rate_limit"):
+            KodMobiClient(SECRET_KEY, rate_limit=value)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def limited() -> AsyncIterator[FakeKodMobi]:
+    async with FakeKodMobi(api_keys=[SECRET_KEY], rate_limit=200, burst=20) as fake:
+        yield fake
+
+
+class TestAgainstARateLimitedServer:
+    """Over real sockets, on the real clock: pacing is about time, at rates high enough
+    that each test spends under two seconds."""
+
+    async def test_a_batch_loses_no_id_and_spends_no_retry_budget(
+        self, limited: FakeKodMobi
+    ) -> None:
+        ids = limited.add_sessions(300)
+        # A budget of 5 would be gone after five 429 retries if 429s spent it.
+        policy = RetryPolicy(budget=5)
+        async with KodMobiClient(SECRET_KEY, base_url=limited.url, retry=policy) as client:
+            results = await client.gather_session_channels(ids, concurrency=64)
+        statuses = [r.status for r in limited.requests]
+        assert len(results.ok) == 300
+        assert statuses.count(429) > 0  # the limit was met, and overcome
+        assert not any(isinstance(e, RetryBudgetExhaustedError) for e in results.errors.values())
+        assert len(statuses) <= 300 * 1.3
+
+    async def test_concurrent_callers_share_one_pace(self, limited: FakeKodMobi) -> None:
+        ids = limited.add_sessions(200)
+        async with KodMobiClient(SECRET_KEY, base_url=limited.url) as client:
+            # Two "handlers" call one client at once, as FastAPI requests would.
+            halves = await asyncio.gather(
+                client.gather_session_channels(ids[:100], concurrency=32),
+                client.gather_session_channels(ids[100:], concurrency=32),
+            )
+            pace = client._pace.rate
+        assert all(len(h.ok) == 100 for h in halves)
+        assert pace is not None  # one shared pace was learned from the 429s
+
+    async def test_an_explicit_rate_limit_is_never_exceeded_and_meets_no_429(
+        self, limited: FakeKodMobi
+    ) -> None:
+        ids = limited.add_sessions(150)
+        starts: list[float] = []
+
+        async def on_start(
+            _session: object, _ctx: object, _params: aiohttp.TraceRequestStartParams
+        ) -> None:
+            starts.append(time.monotonic())
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(on_start)
+        async with (
+            aiohttp.ClientSession(trace_configs=[trace]) as session,
+            KodMobiClient(
+                SECRET_KEY, base_url=limited.url, session=session, rate_limit=100
+            ) as client,
+        ):
+            results = await client.gather_session_channels(ids, concurrency=64)
+        assert len(results.ok) == 150
+        assert [r.status for r in limited.requests].count(429) == 0
+        busiest = max(sum(1 for s in starts if t <= s < t + 1.0) for t in starts)
+        assert busiest <= 100
+        assert limited.max_requests_in_window(1.0) <= 100 + 1  # + loopback jitter
+
+    async def test_a_server_that_only_answers_429_gets_no_more_than_the_pace(self) -> None:
+        async with FakeKodMobi(api_keys=[SECRET_KEY], rate_limit=1, burst=1) as fake:
+            ids = fake.add_sessions(64)
+            fake.set_rate_limit(1, burst=1, retry_after=0)  # 429 at once, wait 0
+            async with KodMobiClient(SECRET_KEY, base_url=fake.url, timeout=1.5) as client:
+                results = await client.gather_session_channels(ids, concurrency=64)
+            received = fake.request_count
+        # Unpaced, 64 workers retrying at once for 1.5 s would send thousands.
+        assert received < 64 + 200
+        assert all(
+            isinstance(e, RateLimitError) or e.__class__.__name__ == "APITimeoutError"
+            for e in results.errors.values()
+        )
