@@ -32,6 +32,7 @@ from ._errors import (
 )
 from ._models import ChannelType, SessionChannel
 from ._retry import RetryPolicy
+from ._throttle import PaceState
 
 __version__ = _version("kodmobi-async")
 
@@ -54,6 +55,7 @@ __all__ = [
     "KodMobiError",
     "NotFoundError",
     "Outcome",
+    "PaceState",
     "PermissionDeniedError",
     "ProgressCallback",
     "RateLimitError",

@@ -33,7 +33,7 @@ from ._errors import (
 from ._models import SessionChannel
 from ._redact import Redactor
 from ._retry import Retrier, RetryPolicy
-from ._throttle import Pace, PauseGate, RetryBudget
+from ._throttle import Pace, PaceState, PauseGate, RetryBudget
 
 __all__ = ["KodMobiClient"]
 
@@ -238,6 +238,16 @@ class KodMobiClient:
     def retry_policy(self) -> RetryPolicy:
         """The :class:`RetryPolicy` in force."""
         return self._policy
+
+    @property
+    def pace(self) -> PaceState:
+        """How fast the client may send now: its learned or set rate, and any pause."""
+        pace = self._pace
+        return PaceState(
+            rate=pace.rate,
+            ceiling=pace.ceiling,
+            paused_for=max(0.0, self._gate.until - self._clock.monotonic()),
+        )
 
     @property
     def language(self) -> str | None:

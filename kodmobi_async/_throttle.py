@@ -10,7 +10,34 @@ that got it.
 
 from __future__ import annotations
 
-__all__ = ["Pace", "PauseGate", "RetryBudget"]
+import attrs
+
+__all__ = ["Pace", "PaceState", "PauseGate", "RetryBudget"]
+
+
+@attrs.frozen(kw_only=True)
+class PaceState:
+    """How fast a client may send right now; read it from :attr:`KodMobiClient.pace`.
+
+    A progress display can show it while a batch is slowed down ("rate-limited,
+    pacing at 48 requests/s", "paused by kod.mobi, resuming in 3 s").
+
+    Attributes:
+        rate: Requests per second the client keeps to, learned from kod.mobi's 429s
+            (or set with ``rate_limit=``); ``None`` while nothing limits it.
+        ceiling: The ``rate_limit`` the client was given, if any.
+        paused_for: Seconds until a client-wide pause that kod.mobi asked for (a 503
+            with ``Retry-After``) ends; ``0.0`` when there is none.
+    """
+
+    rate: float | None
+    ceiling: float | None
+    paused_for: float
+
+    @property
+    def limited(self) -> bool:
+        """Whether anything holds the client back: a learned pace or a pause."""
+        return self.rate is not None or self.paused_for > 0
 
 
 class RetryBudget:
@@ -138,6 +165,11 @@ class Pace:
     def __repr__(self) -> str:
         shown = "unlimited" if self.rate is None else f"{self.rate:.1f}/s"
         return f"Pace({shown}, ceiling={self._ceiling})"
+
+    @property
+    def ceiling(self) -> float | None:
+        """The explicit ``rate_limit``, if one was given."""
+        return self._ceiling
 
     def note_start(self, now: float) -> None:
         """Count a request start while unpaced, to estimate the server's rate."""

@@ -11,15 +11,17 @@ import pytest
 
 from kodmobi_async import (
     ConfigurationError,
+    FakeClock,
     KodMobiClient,
     RateLimitError,
     RetryBudgetExhaustedError,
     RetryPolicy,
+    ServerError,
 )
 from kodmobi_async._throttle import Pace
-from kodmobi_async.testing import FakeKodMobi
+from kodmobi_async.testing import FakeKodMobi, Fault
 
-from .conftest import SECRET_KEY
+from .conftest import SECRET_KEY, ClientFactory
 
 FAR = 1e9  # a deadline that never binds
 
@@ -202,3 +204,30 @@ class TestAgainstARateLimitedServer:
             isinstance(e, RateLimitError) or e.__class__.__name__ == "APITimeoutError"
             for e in results.errors.values()
         )
+
+
+class TestPaceState:
+    async def test_the_client_reports_its_pace_and_pauses(self) -> None:
+        async with FakeKodMobi(api_keys=[SECRET_KEY]) as fake:
+            client = KodMobiClient(SECRET_KEY, base_url=fake.url, rate_limit=50)
+            assert client.pace.rate == 50
+            assert client.pace.ceiling == 50
+            assert client.pace.limited
+            free = KodMobiClient(SECRET_KEY, base_url=fake.url)
+            assert free.pace.rate is None
+            assert free.pace.paused_for == 0.0
+            assert not free.pace.limited
+            await client.close()
+            await free.close()
+
+    async def test_a_503_pause_shows_as_paused_for(
+        self, fake: FakeKodMobi, make_client: ClientFactory, clock: FakeClock
+    ) -> None:
+        fake.script(Fault.status(503, retry_after=3))
+        async with make_client(retry=RetryPolicy.disabled()) as client:
+            with pytest.raises(ServerError):
+                await client.get_session_channels()
+            assert client.pace.paused_for == pytest.approx(3.0)
+            assert client.pace.limited
+            clock.advance(3.0)
+            assert not client.pace.limited
