@@ -103,6 +103,9 @@ class BatchResult(Mapping[str, Outcome]):
         return f"<BatchResult ok={len(self._outcomes) - failed} errors={failed}{extra}>"
 
 
+#: How often a batch with ``on_progress`` calls it while no lookup finishes.
+HEARTBEAT_SECONDS = 0.5
+
 # Workers are tasks: more than this is a typo, and would take the memory of a typo.
 MAX_CONCURRENCY = 65_536
 
@@ -265,12 +268,23 @@ class _Batch:
     async def run(self) -> None:
         """Run the workers; on the first fatal error cancel the rest and raise it."""
         workers = [asyncio.ensure_future(self._worker()) for _ in range(self.concurrency)]
+        # With a progress callback, wake up now and then: while a rate limit or a pause
+        # holds every lookup back, the callback still hears from the batch (with the
+        # same counts), so a display can keep moving and say why it waits.
+        heartbeat = HEARTBEAT_SECONDS if self.on_progress is not None else None
+        reported = -1
         try:
             waiting = set(workers)
             while waiting and self.fatal is None:
-                finished, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                finished, waiting = await asyncio.wait(
+                    waiting, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in finished:
                     task.result()  # a bug in a worker, or in on_progress, surfaces here
+                if not finished and self.on_progress is not None:
+                    if self.done == reported:
+                        self.on_progress(self.done, self.source.total)
+                    reported = self.done
         finally:
             for task in workers:
                 task.cancel()

@@ -587,7 +587,10 @@ class KodMobiClient:
             timeout: Deadline for each lookup, counted from when it starts (not while it
                 waits for a slot); defaults to the client's ``timeout``.
             on_progress: Called as ``on_progress(done, total)`` after each lookup;
-                ``total`` is ``None`` when the input's length is not known.
+                ``total`` is ``None`` when the input's length is not known. While no
+                lookup finishes (a rate limit or a pause holds them back) it is also
+                called every half second with unchanged counts, so a display can keep
+                moving and show :attr:`pace`.
 
         Returns:
             A :class:`BatchResult` mapping each id, in input order, to its channels or
@@ -616,7 +619,8 @@ class KodMobiClient:
             session_ids: Any iterable or async iterable of ids.
             concurrency: How many lookups run at a time.
             timeout: Deadline for each lookup, counted from when it starts.
-            on_progress: Called as ``on_progress(done, total)`` after each lookup.
+            on_progress: Called as ``on_progress(done, total)`` after each lookup,
+                and every half second while none finishes.
 
         Returns:
             An async generator of ``(session_id, channels_or_error)`` in completion

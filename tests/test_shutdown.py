@@ -175,3 +175,19 @@ class TestBatchResultTruth:
         assert len(partial) == 0
         assert partial.not_looked_up
         assert partial
+
+
+class TestProgressWhileHeldBack:
+    async def test_on_progress_keeps_being_called_while_no_lookup_finishes(
+        self, fake: FakeKodMobi, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("kodmobi_async._batch.HEARTBEAT_SECONDS", 0.02)
+        ids = fake.add_sessions(3)
+        fake.script(Fault.delay(0.4), times=None)  # every lookup is held for 0.4 s
+        calls: list[tuple[int, int | None]] = []
+        async with client_for(fake) as client:
+            await client.gather_session_channels(
+                ids, concurrency=3, on_progress=lambda done, total: calls.append((done, total))
+            )
+        assert calls.count((0, 3)) >= 3  # heard from the batch before any lookup ended
+        assert calls[-1] == (3, 3)
