@@ -241,7 +241,7 @@ class KodMobiClient:
 
     @property
     def pace(self) -> PaceState:
-        """How fast the client may send now: its learned or set rate, and any pause."""
+        """How fast the client may send now (its learned or set rate, and any pause)."""
         pace = self._pace
         return PaceState(
             rate=pace.rate,

@@ -36,7 +36,7 @@ class PaceState:
 
     @property
     def limited(self) -> bool:
-        """Whether anything holds the client back: a learned pace or a pause."""
+        """Whether anything holds the client back (a learned pace, or a pause)."""
         return self.rate is not None or self.paused_for > 0
 
 

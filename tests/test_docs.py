@@ -314,12 +314,15 @@ class TestBatchChecks:
         assert 200 < int(outage.group(1)) <= 200 + 20  # N + budget, not N x attempts
         assert "RetryBudgetExhaustedError: 200" in out
 
-        paused = re.search(
-            r"429: 100 of 100 answered in ([\d.]+) s; no request .* for ([\d.]+) s", out
+        paced = re.search(
+            r"limit 200/s: 300 of 300 answered in ([\d.]+) s \(at least 1.5 s\), "
+            r"(\d+) x 429, pacing at (\d+)/s",
+            out,
         )
-        assert paused is not None
-        assert float(paused.group(1)) >= 1.0
-        assert float(paused.group(2)) >= 0.9  # Retry-After: 1 held every worker back
+        assert paced is not None
+        assert float(paced.group(1)) >= 1.3  # the server's pace, burst included
+        assert int(paced.group(2)) < 150  # the client slowed down instead of hammering
+        assert 20 <= int(paced.group(3)) <= 400
 
 
 class TestErrorsAndRetries:

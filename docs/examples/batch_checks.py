@@ -91,19 +91,22 @@ async def outage(fake: FakeKodMobi, session_ids: list[str], budget: int) -> None
     )
 
 
-async def rate_limited(fake: FakeKodMobi, session_ids: list[str]) -> None:
-    """One 429 with Retry-After: 1 pauses every lookup of the client, not just its own."""
-    fake.script(Fault.status(429, retry_after=1), times=1)
-    fake.clear_requests()
-    async with KodMobiClient(api_key=fake.api_key, base_url=fake.url) as client:
+async def rate_limited(count: int, rate: int) -> None:
+    """A server that admits `rate` requests a second: the client finds that pace."""
+    async with (
+        FakeKodMobi(rate_limit=rate) as fake,  # a token bucket per key, burst rate/10
+        KodMobiClient(api_key=fake.api_key, base_url=fake.url) as client,
+    ):
+        session_ids = fake.add_sessions(count)
         started = time.monotonic()
-        results = await client.gather_session_channels(session_ids, concurrency=10)
+        results = await client.gather_session_channels(session_ids, concurrency=64)
         elapsed = time.monotonic() - started
-    arrivals = sorted(r.received_at for r in fake.requests)
-    silence = max(later - earlier for earlier, later in itertools.pairwise(arrivals))
+        throttled = sum(1 for r in fake.requests if r.status == 429)
+        pace = client.pace.rate or 0.0
     print(
-        f"429: {len(results.ok)} of {len(results)} answered in {elapsed:.1f} s; "
-        f"no request reached kod.mobi for {silence:.1f} s of it"
+        f"limit {rate}/s: {len(results.ok)} of {len(results)} answered in {elapsed:.1f} s "
+        f"(at least {len(session_ids) / rate:.1f} s), {throttled} x 429, "
+        f"pacing at {pace:.0f}/s"
     )
 
 
@@ -123,7 +126,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
             some = ids_from_database([unknown[0], *known[:4]])
             print(f"exported {await export_jsonl(client, some, sys.stdout)} sessions")
         await outage(fake, known[:200], budget=20)
-        await rate_limited(fake, known[:100])
+    await rate_limited(300, rate=200)
 
 
 if __name__ == "__main__":
