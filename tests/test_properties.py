@@ -517,6 +517,8 @@ class TestPureParsers:
         assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
 
     @given(value=retry_after_values, now=st.datetimes(timezones=st.just(timezone.utc)))
+    @example(value="0 JAN 2147483648 0:0 GMT", now=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    @example(value="Fri, 31 Dec 9999 23:59:59 -2359", now=datetime.min.replace(tzinfo=timezone.utc))
     @settings(max_examples=_EXAMPLES * 4)
     def test_parse_retry_after_with_any_now_never_raises(self, value: str, now: datetime) -> None:
         seconds = parse_retry_after(value, now=now)
