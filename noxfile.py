@@ -65,6 +65,23 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def fuzz(session: nox.Session) -> None:
+    """The property tests with thousands of examples each (the ``fuzz`` profile).
+
+    Failures found are kept in ``.nox/hypothesis`` and replayed first on the next run.
+    """
+    session.install("-e", ".[tests]")
+    session.run(
+        "pytest",
+        "tests/test_properties.py",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "fuzz"},
+    )
+
+
+@nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Run the benchmarks against a local server and print the comparison table."""
     session.install("-e", ".[tests]")
