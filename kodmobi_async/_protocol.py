@@ -388,7 +388,7 @@ def decode_channels_response(
             msg, status=status, field_path=None, method=method, path=path
         )
         # A UnicodeDecodeError's repr quotes the whole body: chain it only when safe.
-        cause: Exception | None = exc if not redactor.shows(repr(exc)) else None
+        cause: Exception | None = exc if not redactor.exposes(exc) else None
     else:
         return _structure_channels(data, status, method, path, redactor)
     invalid.__cause__ = cause
@@ -420,7 +420,7 @@ def _structure_channels(
         )
     # Chained outside the except block, so the raw cattrs error (which may quote a
     # value from the body) is the cause only when it shows no secret.
-    error.__cause__ = cause if not redactor.shows(repr(cause)) else None
+    error.__cause__ = cause if not redactor.exposes(cause) else None
     raise error
 
 

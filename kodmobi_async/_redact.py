@@ -103,21 +103,25 @@ class Redactor:
                 linked = getattr(link, attr)
                 if linked is None:
                     continue
-                if self._exposes(linked):
+                if self.exposes(linked):
                     setattr(link, attr, self._stand_in(linked))
                 else:
                     stack.append(linked)
 
-    def _exposes(self, exc: BaseException) -> bool:
+    def exposes(self, exc: BaseException) -> bool:
+        """Whether ``exc`` shows a secret in its text, its args or its attributes.
+
+        Attributes count: a ``JSONDecodeError`` keeps the whole body as ``doc``. The
+        members of an exception group count too, as its traceback prints them.
+        """
+        if not self._texts:
+            return False
         try:
-            texts = [str(exc), repr(exc)]
+            values: list[object] = [exc, *exc.args, *vars(exc).values()]
             members = getattr(exc, "exceptions", None)
             if isinstance(members, tuple):
-                # A group's traceback prints every member; one that shows a secret
-                # taints the whole group.
-                texts.extend(repr(member) for member in members)
-                texts.extend(str(member) for member in members)
-            return any(self.shows(text) for text in texts)
+                values.extend(members)
+            return any(self.shows(str(v)) or self.shows(repr(v)) for v in values)
         except Exception:  # unprintable: treat as unsafe
             return True
 

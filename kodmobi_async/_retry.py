@@ -53,14 +53,27 @@ def _status_set(value: Iterable[int]) -> frozenset[int]:
         raise ConfigurationError(msg) from None
 
 
-def _non_negative(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        msg = f"RetryPolicy.{name} must be a finite number >= 0, got {value!r}"
+# Longest wait or limit any field may name: one day, as for the client's timeout.
+_MAX_SECONDS = 86_400.0
+# Tokens and refills past this are indistinguishable from math.inf in practice, and
+# integers far past it cannot even be turned into floats.
+_MAX_TOKENS = 1e15
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)[:80]
+
+
+def _non_negative(name: str, value: object, maximum: float = _MAX_SECONDS) -> None:
+    # Comparisons, not math.isfinite(): they are exact for integers of any size (which
+    # isfinite would overflow on) and false for NaN.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= maximum:
+        msg = (
+            f"RetryPolicy.{name} must be a finite number >= 0, got {_shown(value)}; "
+            f"the largest accepted is {maximum:g}"
+        )
         raise ConfigurationError(msg)
 
 
@@ -111,11 +124,19 @@ class RetryPolicy:
 
     def __attrs_post_init__(self) -> None:
         _positive_int("attempts", self.attempts)
-        for name in ("initial_wait", "max_wait", "max_retry_after", "budget_refill"):
+        for name in ("initial_wait", "max_wait", "max_retry_after"):
             _non_negative(name, getattr(self, name))
+        _non_negative("budget_refill", self.budget_refill, _MAX_TOKENS)
         budget: object = self.budget  # checked at run time: callers may pass anything
-        if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget >= 0:
-            msg = f"RetryPolicy.budget must be a number >= 0 (or math.inf), got {self.budget!r}"
+        if budget != math.inf and (
+            isinstance(budget, bool)
+            or not isinstance(budget, int | float)
+            or not 0 <= budget <= _MAX_TOKENS
+        ):
+            msg = (
+                "RetryPolicy.budget must be a number >= 0 (or math.inf), got "
+                f"{_shown(budget)}; the largest finite one accepted is {_MAX_TOKENS:g}"
+            )
             raise ConfigurationError(msg)
         if self.attempt_timeout is not None:
             _non_negative("attempt_timeout", self.attempt_timeout)

@@ -9,7 +9,6 @@ the rate-limit pause at work.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import sys
