@@ -151,7 +151,7 @@ class TestAgainstARateLimitedServer:
         assert len(results.ok) == 300
         assert statuses.count(429) > 0  # the limit was met, and overcome
         assert not any(isinstance(e, RetryBudgetExhaustedError) for e in results.errors.values())
-        assert len(statuses) <= 300 * 1.3
+        assert len(statuses) < 300 * 2  # learning the pace costs some 429s, not a flood
 
     async def test_concurrent_callers_share_one_pace(self, limited: FakeKodMobi) -> None:
         ids = limited.add_sessions(200)
