@@ -86,3 +86,10 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks against a local server and print the comparison table."""
     session.install("-e", ".[tests]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def soak(session: nox.Session) -> None:
+    """Soak the FastAPI example under uvicorn against a faulty, restarting fake (~90 s)."""
+    session.install("-e", ".[tests]", "uvicorn")
+    session.run("python", "benchmarks/soak.py", *session.posargs)
