@@ -172,13 +172,20 @@ class TestResolveApiKey:
 
         assert resolve_api_key(key, {}) == key
 
+    def test_every_printable_ascii_character_but_space_is_accepted(self) -> None:
+        key = "".join(chr(c) for c in range(0x21, 0x7F))
+
+        assert resolve_api_key(key, {}) == key
+
     def test_no_key_anywhere_names_the_argument_and_the_variable(self) -> None:
         with pytest.raises(ConfigurationError) as info:
             resolve_api_key(None, {"OTHER": "x"})
 
         assert isinstance(info.value, ValueError)
-        assert "api_key=" in str(info.value)
-        assert "KODMOBI_API_KEY" in str(info.value)
+        assert str(info.value) == (
+            "no kod.mobi API key: pass api_key=... or set the KODMOBI_API_KEY environment "
+            "variable (the project's public key, from user.kod.mobi → settings → api-key)"
+        )
 
     @pytest.mark.parametrize(
         ("api_key", "environ", "where"),
@@ -204,6 +211,9 @@ class TestResolveApiKey:
             f"{KEY}\r\n",
             f"{KEY[:5]}\r\n{KEY[5:]}",
             f"{KEY[:5]}\t{KEY[5:]}",
+            f"{KEY[:5]} {KEY[5:]}",
+            f"{KEY[:5]}\u00a0{KEY[5:]}",
+            f"{KEY[:5]}\u2028{KEY[5:]}",
             f"{KEY[:5]}\x00{KEY[5:]}",
             f"{KEY[:5]}\x7f{KEY[5:]}",
             f"{KEY}\u00a0",
@@ -219,7 +229,7 @@ class TestResolveApiKey:
             resolve_api_key(arg, environ)
 
         message = str(info.value)
-        assert "whitespace or control characters" in message
+        assert message == "the API key contains whitespace or control characters; copy it again"
         assert KEY[:5] not in message
         assert KEY[5:] not in repr(info.value.args)
 
