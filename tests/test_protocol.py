@@ -886,8 +886,8 @@ class TestDecodeErrorStatuses:
     @pytest.mark.parametrize(
         "body",
         [
-            b"<HTML><HEAD><TITLE>502 Bad Gateway</TITLE></HEAD></HTML>",
-            b"<html><head><title>\n  502 Bad\n  Gateway\n</title></head></html>",
+            b"<HTML><HEAD><TITLE>502 Bad Gateway</TITLE></HEAD><BODY>nginx</BODY></HTML>",
+            b"<html><head><title>\n  502 Bad\n  Gateway\n</title></head><body>nginx</body>",
         ],
         ids=["upper-case", "multi-line"],
     )
