@@ -292,6 +292,34 @@ class TestGather:
         assert str(results["42"]).endswith("got int")
         assert str(results["['x']"]).endswith("got list")
 
+    async def test_an_async_iterator_is_not_read_again_once_it_has_ended(
+        self, fake: FakeKodMobi, make_client: ClientFactory
+    ) -> None:
+        ids = fake.add_sessions(3)
+
+        class Cursor:
+            """Like a database cursor: asking again after the end is an error."""
+
+            def __init__(self) -> None:
+                self.rows = iter(ids)
+                self.ended = False
+
+            def __aiter__(self) -> Cursor:
+                return self
+
+            async def __anext__(self) -> str:
+                if self.ended:
+                    raise RuntimeError("cursor read after its end")
+                try:
+                    return next(self.rows)
+                except StopIteration:
+                    self.ended = True
+                    raise StopAsyncIteration from None
+
+        async with make_client() as client:
+            results = await client.gather_session_channels(Cursor(), concurrency=4)
+        assert list(results.ok) == ids
+
     async def test_empty_input_is_an_empty_result(self, make_client: ClientFactory) -> None:
         async with make_client() as client:
             results = await client.gather_session_channels([])
