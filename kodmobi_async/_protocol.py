@@ -153,7 +153,9 @@ def resolve_api_key(api_key: str | None, environ: Mapping[str, str]) -> str:
         where = "api_key" if api_key is not None else API_KEY_ENV
         msg = f"{where} is empty; set it to the project's kod.mobi API key"
         raise ConfigurationError(msg)
-    if key != key.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+    # Whitespace anywhere, not only at the ends: a key pasted with a space or a line
+    # break in the middle is a copy error, and the server would only answer 401.
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in key):
         # Never echo the key itself, not even in this message.
         msg = "the API key contains whitespace or control characters; copy it again"
         raise ConfigurationError(msg)

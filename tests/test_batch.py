@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import random
 from collections.abc import AsyncIterator
 
@@ -11,6 +13,7 @@ import pytest
 
 from kodmobi_async import (
     APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     BatchResult,
     ConfigurationError,
@@ -70,6 +73,7 @@ class TestGather:
             assert error.sys_message == "ERROR_MESSAGE_NOT_FOUND"
         assert isinstance(results.errors["not-a-ulid"], InvalidSessionIdError)
         assert fake.request_count == 25  # the malformed id never reached the server
+        assert repr(results) == "<BatchResult ok=20 errors=6>"
 
     async def test_duplicates_are_looked_up_once(
         self, fake: FakeKodMobi, make_client: ClientFactory
@@ -155,6 +159,37 @@ class TestGather:
         assert len(partial.ok) + len(partial.not_looked_up) <= fake.request_count + 4
         assert await fake.wait_connections_closed()
 
+    async def test_authentication_failure_with_lookups_in_flight_stops_at_once(
+        self, fake: FakeKodMobi, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        ids = fake.add_sessions(20)
+        quick, bad = ids[:4], ids[4]
+        # Eight workers: four quick answers free four workers, which take ids[8:12];
+        # when the 401 comes, seven lookups are waiting for answers that would take 30 s.
+        fake.script_session(bad, Fault.delay(0.5, then=Fault.status(401)))
+        for session_id in ids[5:]:
+            fake.script_session(session_id, Fault.delay(30.0))
+        loop = asyncio.get_running_loop()
+        caplog.set_level(logging.WARNING)
+        async with make_client() as client:
+            started = loop.time()
+            with pytest.raises(AuthenticationError) as caught:
+                await client.gather_session_channels(ids, concurrency=8)
+            elapsed = loop.time() - started
+            workers = [t for t in asyncio.all_tasks() if "_worker" in repr(t.get_coro())]
+        assert elapsed < 5.0  # the in-flight lookups were stopped, not waited for
+        assert workers == []
+        partial = caught.value.partial_result
+        assert partial is not None
+        assert list(partial.ok) == quick
+        assert partial.errors == {}
+        assert partial.not_looked_up == tuple(ids[4:12])  # read, never finished
+        assert repr(partial) == "<BatchResult ok=4 errors=0, not_looked_up=8>"
+        assert fake.request_count == 12  # nothing past what was in flight was sent
+        assert await fake.wait_connections_closed()
+        gc.collect()  # an abandoned task or response would complain when collected
+        assert [r.getMessage() for r in caplog.records] == []
+
     async def test_permission_denied_also_stops_the_batch(
         self, fake: FakeKodMobi, make_client: ClientFactory
     ) -> None:
@@ -216,8 +251,35 @@ class TestGather:
 
     async def test_a_single_string_is_refused(self, make_client: ClientFactory) -> None:
         async with make_client() as client:
-            with pytest.raises(ConfigurationError, match=r"\[session_id\]"):
+            with pytest.raises(ConfigurationError) as caught:
                 await client.gather_session_channels("01HZX3Q8V6W4T1N6B2C3D4E5F6")
+        assert str(caught.value) == (
+            "session_ids must be an iterable of ids, not a single string; "
+            "wrap one id in a list: [session_id]"
+        )
+
+    async def test_one_at_a_time_is_a_valid_concurrency(
+        self, fake: FakeKodMobi, make_client: ClientFactory
+    ) -> None:
+        ids = fake.add_sessions(3)
+        async with make_client() as client:
+            results = await client.gather_session_channels(ids, concurrency=1)
+        assert list(results.ok) == ids
+
+    async def test_an_async_generator_is_read_to_its_end_by_several_workers(
+        self, fake: FakeKodMobi, make_client: ClientFactory
+    ) -> None:
+        ids = fake.add_sessions(30)
+
+        async def source() -> AsyncIterator[str]:
+            for session_id in [*ids, ids[0]]:
+                await asyncio.sleep(0)  # hand the loop to the other workers mid-read
+                yield session_id
+
+        async with make_client() as client:
+            results = await client.gather_session_channels(source(), concurrency=4)
+        assert list(results.ok) == ids
+        assert fake.request_count == len(ids)
 
     async def test_non_string_ids_become_errors_not_crashes(
         self, fake: FakeKodMobi, make_client: ClientFactory
@@ -229,6 +291,34 @@ class TestGather:
         assert all(isinstance(results[k], InvalidSessionIdError) for k in ["42", "None", "['x']"])
         assert str(results["42"]).endswith("got int")
         assert str(results["['x']"]).endswith("got list")
+
+    async def test_an_async_iterator_is_not_read_again_once_it_has_ended(
+        self, fake: FakeKodMobi, make_client: ClientFactory
+    ) -> None:
+        ids = fake.add_sessions(3)
+
+        class Cursor:
+            """Like a database cursor: asking again after the end is an error."""
+
+            def __init__(self) -> None:
+                self.rows = iter(ids)
+                self.ended = False
+
+            def __aiter__(self) -> Cursor:
+                return self
+
+            async def __anext__(self) -> str:
+                if self.ended:
+                    raise RuntimeError("cursor read after its end")
+                try:
+                    return next(self.rows)
+                except StopIteration:
+                    self.ended = True
+                    raise StopAsyncIteration from None
+
+        async with make_client() as client:
+            results = await client.gather_session_channels(Cursor(), concurrency=4)
+        assert list(results.ok) == ids
 
     async def test_empty_input_is_an_empty_result(self, make_client: ClientFactory) -> None:
         async with make_client() as client:
@@ -303,6 +393,52 @@ class TestIter:
                 async for _ in client.iter_session_channels(ids, concurrency=3):
                     pass
         assert await fake.wait_connections_closed()
+
+    async def test_a_slow_consumer_holds_the_workers_back(
+        self, fake: FakeKodMobi, make_client: ClientFactory
+    ) -> None:
+        ids = fake.add_sessions(60)
+        concurrency = 3
+        # Besides what was read: one outcome in each worker's hands, and up to
+        # 2 * concurrency queued for the consumer. Nothing more is looked up.
+        ahead = 1 + concurrency + 2 * concurrency
+        async with make_client() as client:
+            stream = client.iter_session_channels(ids, concurrency=concurrency)
+            await anext(stream)
+            assert await fake.wait_for_requests(ahead)
+            # Proving that nothing happens takes some waiting; the lookups are
+            # instant, so a fraction of a second would see dozens if they ran on.
+            assert not await fake.wait_for_requests(ahead + 1, timeout=0.3)
+            await anext(stream)
+            assert await fake.wait_for_requests(ahead + 1)  # each read frees one lookup
+            assert not await fake.wait_for_requests(ahead + 2, timeout=0.3)
+            rest = [session_id async for session_id, _ in stream]
+        assert len(rest) == len(ids) - 2
+        assert fake.request_count == len(ids)
+
+    async def test_the_batch_timeout_applies_to_each_streamed_lookup(
+        self, fake: FakeKodMobi
+    ) -> None:
+        ids = fake.add_sessions(3)
+        fake.script_session(ids[1], Fault.delay(5.0))
+        async with KodMobiClient(
+            SECRET_KEY, base_url=fake.url, retry=RetryPolicy.disabled()
+        ) as client:
+            outcomes = dict([item async for item in client.iter_session_channels(ids, timeout=0.2)])
+        assert isinstance(outcomes[ids[1]], APITimeoutError)
+        assert all(isinstance(outcomes[i], list) for i in (ids[0], ids[2]))
+
+    async def test_progress_is_reported_from_a_stream_too(
+        self, fake: FakeKodMobi, make_client: ClientFactory
+    ) -> None:
+        ids = fake.add_sessions(5)
+        calls: list[tuple[int, int | None]] = []
+        async with make_client() as client:
+            async for _ in client.iter_session_channels(
+                ids, concurrency=2, on_progress=lambda done, total: calls.append((done, total))
+            ):
+                pass
+        assert calls == [(n, 5) for n in range(1, 6)]
 
     async def test_breaking_out_early_cancels_the_rest(
         self, fake: FakeKodMobi, make_client: ClientFactory

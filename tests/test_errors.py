@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import re
+from typing import Any
 
 import pytest
 
@@ -184,24 +185,33 @@ class TestAPIError:
 
 
 class TestAPIStatusError:
-    def test_it_carries_every_envelope_field(self) -> None:
-        error = RateLimitError(
+    @pytest.mark.parametrize(
+        ("error_class", "status", "extra"),
+        [(RateLimitError, 429, {}), (RedirectError, 308, {"location": None})],
+        ids=["rate-limit", "redirect"],
+    )
+    def test_it_carries_every_envelope_field(
+        self, error_class: type[APIStatusError], status: int, extra: dict[str, Any]
+    ) -> None:
+        error = error_class(
             "slow down",
-            status=429,
+            status=status,
             error="Too many attempts",
             sys_message="ERROR_MESSAGE_ATTEMPT",
             error_params={"count": 3},
             retry_after=2.5,
-            method="GET",
+            method="HEAD",
             path="/session/channels",
+            **extra,
         )
 
-        assert error.status == 429
+        assert error.status == status
         assert error.error == "Too many attempts"
         assert error.sys_message == "ERROR_MESSAGE_ATTEMPT"
         assert error.error_params == {"count": 3}
         assert error.retry_after == 2.5
-        assert error.path == "/session/channels"
+        assert (error.method, error.path) == ("HEAD", "/session/channels")
+        assert str(error) == "slow down"
 
     def test_missing_fields_default_to_none_and_empty_params(self) -> None:
         error = ServerError("bad gateway", status=502)

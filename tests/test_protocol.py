@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -31,10 +32,12 @@ from kodmobi_async._protocol import (
     CHANNELS_PATH,
     DEFAULT_BASE_URL,
     decode_channels_response,
+    is_positive_seconds,
     mask_session_id,
     parse_retry_after,
     resolve_api_key,
     resolve_base_url,
+    status_error,
     validate_language,
     validate_session_id,
 )
@@ -143,6 +146,17 @@ class TestValidateSessionId:
         assert session_id not in str(info.value)
         assert mask_session_id(session_id) in str(info.value)
 
+    def test_the_message_states_the_whole_rule(self) -> None:
+        with pytest.raises(InvalidSessionIdError) as info:
+            validate_session_id(ULID.lower())
+
+        assert str(info.value) == (
+            "a session id must be a ULID: 26 characters of Crockford base32 "
+            "(0-9 and upper-case A-Z without I, L, O, U), first character 0-7, "
+            "as returned by kod.mobi's session/create; "
+            "got lower-case letters: pass session_id.upper()"
+        )
+
 
 class TestMaskSessionId:
     def test_a_ulid_keeps_its_first_six_and_last_four_characters(self) -> None:
@@ -159,6 +173,10 @@ class TestMaskSessionId:
     def test_a_short_string_is_masked_whole(self, value: str) -> None:
         assert mask_session_id(value) == "…"
 
+    def test_eleven_characters_are_the_shortest_shown_in_part(self) -> None:
+        # Six shown, four shown, one hidden: any shorter would show everything.
+        assert mask_session_id("0123456789A") == "012345…789A"
+
 
 class TestResolveApiKey:
     def test_the_argument_wins_over_the_environment(self) -> None:
@@ -172,13 +190,20 @@ class TestResolveApiKey:
 
         assert resolve_api_key(key, {}) == key
 
+    def test_every_printable_ascii_character_but_space_is_accepted(self) -> None:
+        key = "".join(chr(c) for c in range(0x21, 0x7F))
+
+        assert resolve_api_key(key, {}) == key
+
     def test_no_key_anywhere_names_the_argument_and_the_variable(self) -> None:
         with pytest.raises(ConfigurationError) as info:
             resolve_api_key(None, {"OTHER": "x"})
 
         assert isinstance(info.value, ValueError)
-        assert "api_key=" in str(info.value)
-        assert "KODMOBI_API_KEY" in str(info.value)
+        assert str(info.value) == (
+            "no kod.mobi API key: pass api_key=... or set the KODMOBI_API_KEY environment "
+            "variable (the project's public key, from user.kod.mobi → settings → api-key)"
+        )
 
     @pytest.mark.parametrize(
         ("api_key", "environ", "where"),
@@ -204,6 +229,9 @@ class TestResolveApiKey:
             f"{KEY}\r\n",
             f"{KEY[:5]}\r\n{KEY[5:]}",
             f"{KEY[:5]}\t{KEY[5:]}",
+            f"{KEY[:5]} {KEY[5:]}",
+            f"{KEY[:5]}\u00a0{KEY[5:]}",
+            f"{KEY[:5]}\u2028{KEY[5:]}",
             f"{KEY[:5]}\x00{KEY[5:]}",
             f"{KEY[:5]}\x7f{KEY[5:]}",
             f"{KEY}\u00a0",
@@ -219,7 +247,7 @@ class TestResolveApiKey:
             resolve_api_key(arg, environ)
 
         message = str(info.value)
-        assert "whitespace or control characters" in message
+        assert message == "the API key contains whitespace or control characters; copy it again"
         assert KEY[:5] not in message
         assert KEY[5:] not in repr(info.value.args)
 
@@ -254,6 +282,7 @@ class TestResolveBaseUrl:
             ("https://api.kod.mobi//", "https://api.kod.mobi"),
             ("https://api.kod.mobi/v2/", "https://api.kod.mobi/v2"),
             ("https://api.kod.mobi:8443/v2", "https://api.kod.mobi:8443/v2"),
+            ("https://proxy.example/kodmobi-X/", "https://proxy.example/kodmobi-X"),
         ],
     )
     def test_trailing_slashes_are_stripped_so_paths_can_be_appended(
@@ -365,6 +394,31 @@ class TestResolveBaseUrl:
             resolve_base_url(base_url, {})
 
         assert isinstance(info.value.__cause__, ValueError)
+
+
+class TestIsPositiveSeconds:
+    @pytest.mark.parametrize("value", [1, 0.5, 1e-9, 86_400])
+    def test_a_finite_number_above_zero_is_a_duration(self, value: object) -> None:
+        assert is_positive_seconds(value)
+
+    @pytest.mark.parametrize(
+        "value",
+        [0, 0.0, -1, -0.5, float("inf"), float("nan"), True, "5", None, [1]],
+        ids=[
+            "zero",
+            "zero-float",
+            "negative",
+            "negative-float",
+            "inf",
+            "nan",
+            "bool",
+            "str",
+            "none",
+            "list",
+        ],
+    )
+    def test_anything_else_is_not(self, value: object) -> None:
+        assert not is_positive_seconds(value)
 
 
 class TestValidateLanguage:
@@ -499,6 +553,21 @@ class TestDecodeChannels:
     def test_any_2xx_is_a_success(self, status: int) -> None:
         assert len(decode_channels_response(status, {}, b"[" + OK_ITEM + b"]")) == 1
 
+    @pytest.mark.parametrize("status", [300, 301, 304])
+    def test_a_3xx_with_a_channels_body_is_a_redirect_not_channels(self, status: int) -> None:
+        with pytest.raises(RedirectError) as info:
+            decode_channels_response(status, {}, b"[" + OK_ITEM + b"]")
+
+        assert info.value.status == status
+
+    @pytest.mark.parametrize("status", [100, 199])
+    def test_a_1xx_is_not_a_success(self, status: int) -> None:
+        with pytest.raises(APIStatusError) as info:
+            decode_channels_response(status, {}, b"[" + OK_ITEM + b"]")
+
+        assert type(info.value) is APIStatusError
+        assert info.value.status == status
+
 
 class TestDecodeBrokenSuccessBodies:
     @pytest.mark.parametrize(
@@ -626,6 +695,13 @@ class TestDecodeBrokenSuccessBodies:
         assert error.field_path == "$[0].name"
         assert str(error).endswith("$[0].name: expected a string, got int (and 2 more problems)")
 
+    def test_a_body_that_is_not_json_names_the_method_and_path_given(self) -> None:
+        with pytest.raises(ResponseValidationError) as info:
+            decode_channels_response(200, {}, b"<html>", method="HEAD", path="/v2/channels")
+
+        assert (info.value.method, info.value.path) == ("HEAD", "/v2/channels")
+        assert str(info.value).startswith("kod.mobi answered 200 to HEAD /v2/channels with")
+
     def test_the_method_and_path_given_are_reported(self) -> None:
         with pytest.raises(ResponseValidationError) as info:
             decode_channels_response(201, {}, b"{}", method="POST", path="/v2/channels")
@@ -736,6 +812,35 @@ class TestDecodeErrorStatuses:
         assert error.sys_message == "ERROR_MESSAGE_ATTEMPT"
         assert str(error).endswith("; Retry-After 3 s")
 
+    def test_retry_after_is_added_to_the_message_not_put_in_its_place(self) -> None:
+        body = b'{"success": false, "error": "Too many", "sys_message": "ERROR_MESSAGE_ATTEMPT"}'
+
+        error = decode_error(429, body, {"Retry-After": "3"})
+
+        assert str(error) == (
+            "kod.mobi answered 429 ERROR_MESSAGE_ATTEMPT: Too many (GET /session/channels)"
+            "; Retry-After 3 s"
+        )
+
+    def test_an_http_date_retry_after_is_read_against_the_real_clock(self) -> None:
+        # status_error passes no `now`: this is the path every real answer takes.
+        when = datetime.now(timezone.utc) + timedelta(seconds=120)
+        headers = {"Retry-After": email.utils.format_datetime(when, usegmt=True)}
+
+        error = status_error(503, headers, b"", path=CHANNELS_PATH)
+
+        assert type(error) is ServerError
+        # Whole seconds on the wire, plus however long this test took to get here.
+        assert error.retry_after is not None
+        assert 60 < error.retry_after <= 120
+        assert f"; Retry-After {error.retry_after:g} s" in str(error)
+
+    def test_an_http_date_retry_after_in_the_past_means_retry_now(self) -> None:
+        when = datetime.now(timezone.utc) - timedelta(hours=1)
+        headers = {"Retry-After": email.utils.format_datetime(when, usegmt=True)}
+
+        assert status_error(429, headers, b"").retry_after == 0.0
+
     def test_a_503_with_retry_after_carries_it_too(self) -> None:
         error = decode_error(503, b"", {"Retry-After": "1.5"})
 
@@ -771,6 +876,23 @@ class TestDecodeErrorStatuses:
         assert error.error is not None
         assert len(error.error) == 200
         assert error.error.endswith("…")
+
+    def test_a_body_of_exactly_200_characters_is_kept_whole(self) -> None:
+        assert decode_error(500, b"y" * 200).error == "y" * 200
+
+    def test_a_body_of_201_characters_loses_its_last_two_to_the_ellipsis(self) -> None:
+        assert decode_error(500, b"y" * 201).error == "y" * 199 + "…"
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"<HTML><HEAD><TITLE>502 Bad Gateway</TITLE></HEAD><BODY>nginx</BODY></HTML>",
+            b"<html><head><title>\n  502 Bad\n  Gateway\n</title></head><body>nginx</body>",
+        ],
+        ids=["upper-case", "multi-line"],
+    )
+    def test_a_title_in_capitals_or_over_several_lines_is_found(self, body: bytes) -> None:
+        assert decode_error(502, body).error == "502 Bad Gateway"
 
     def test_a_plain_text_body_is_the_error(self) -> None:
         error = decode_error(503, b"upstream connect error or disconnect/reset before headers")
@@ -811,17 +933,44 @@ class TestDecodeErrorStatuses:
         assert "not followed" in str(error)
 
     def test_a_redirect_keeps_the_envelope_fields(self) -> None:
-        error = decode_error(302, NOT_FOUND_ENVELOPE, {"location": "/elsewhere"})
+        body = (
+            b'{"success": false, "error": "Moved", "error_params": {"count": 2},'
+            b' "sys_message": "ERROR_MOVED"}'
+        )
+        headers = {"location": "/elsewhere", "Retry-After": "4"}
 
-        assert isinstance(error, RedirectError)
+        with pytest.raises(RedirectError) as info:
+            decode_channels_response(302, headers, body, method="HEAD", path="/v2/channels")
+
+        error = info.value
         assert error.location == "/elsewhere"
-        assert error.sys_message == "ERROR_MESSAGE_NOT_FOUND"
+        assert (error.status, error.error, error.sys_message) == (302, "Moved", "ERROR_MOVED")
+        assert error.error_params == {"count": 2}
+        assert error.retry_after == 4.0
+        assert (error.method, error.path) == ("HEAD", "/v2/channels")
 
-    def test_a_redirect_without_location_has_none(self) -> None:
+    def test_a_redirect_without_location_has_none_and_says_so(self) -> None:
         error = decode_error(307, b"")
 
         assert isinstance(error, RedirectError)
         assert error.location is None
+        assert str(error) == (
+            "kod.mobi answered 307 to GET /session/channels, a redirect without Location; "
+            "redirects are not followed so the API key stays with the configured host: "
+            "check base_url"
+        )
+
+    def test_an_error_names_the_method_and_path_it_was_given(self) -> None:
+        with pytest.raises(NotFoundError) as info:
+            decode_channels_response(404, {}, NOT_FOUND_ENVELOPE, method="HEAD", path="/v2/x")
+
+        assert (info.value.method, info.value.path) == ("HEAD", "/v2/x")
+        assert str(info.value).endswith("(HEAD /v2/x)")
+
+    def test_status_error_defaults_to_a_get_with_no_path(self) -> None:
+        error = status_error(500, {}, b"")
+
+        assert (error.method, error.path) == ("GET", "")
 
     def test_the_request_path_in_the_message_has_no_session_id(self) -> None:
         with pytest.raises(NotFoundError) as info:

@@ -188,6 +188,14 @@ class TestRetryPolicyValidation:
         assert isinstance(info.value, ValueError)
         assert message in str(info.value)
 
+    def test_a_zero_attempt_timeout_says_none_derives_one(self) -> None:
+        with pytest.raises(ConfigurationError) as info:
+            RetryPolicy(attempt_timeout=0)
+
+        assert str(info.value) == (
+            "RetryPolicy.attempt_timeout must be > 0 seconds, or None to derive it"
+        )
+
     @pytest.mark.parametrize("statuses", [{"503", 200}, {"500", 99.5}])
     def test_bad_statuses_of_mixed_types_raise_a_configuration_error(
         self, statuses: set[object]
@@ -200,8 +208,13 @@ class TestRetryPolicyValidation:
         self, statuses: object
     ) -> None:
         # A plausible slip: retry_statuses=503 instead of retry_statuses={503}.
-        with pytest.raises(ConfigurationError, match=r"RetryPolicy\.retry_statuses"):
+        with pytest.raises(ConfigurationError) as info:
             untyped_policy(retry_statuses=statuses)
+
+        assert str(info.value) == (
+            "RetryPolicy.retry_statuses must be a collection of 4xx/5xx status codes "
+            f"such as {{429, 503}}, got {statuses!r}"
+        )
 
     @pytest.mark.parametrize(
         "kwargs",
