@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from importlib.metadata import version as _version
 
-from ._batch import BatchResult, Outcome, ProgressCallback
 from ._client import KodMobiClient
 from ._clock import Clock, FakeClock, SystemClock
 from ._errors import (
@@ -31,6 +30,7 @@ from ._errors import (
     ServerError,
 )
 from ._models import ChannelType, SessionChannel
+from ._outcomes import BatchResult, Outcome, ProgressCallback
 from ._retry import RetryPolicy
 from ._throttle import PaceState
 

@@ -18,10 +18,8 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
-    Mapping,
     Sized,
 )
-from typing import TYPE_CHECKING, Union
 
 from ._errors import (
     APIError,
@@ -32,75 +30,19 @@ from ._errors import (
     PermissionDeniedError,
 )
 from ._models import SessionChannel
-from ._protocol import is_positive_seconds, validate_session_id
+from ._outcomes import BatchResult, Outcome, ProgressCallback
+from ._protocol import validate_session_id
 from ._seen import SeenIds
-
-if TYPE_CHECKING:
-    from ._client import KodMobiClient
 
 __all__ = ["BatchResult", "Outcome", "ProgressCallback", "gather", "stream"]
 
-#: What one id ends with: its channels, or the error that stopped its lookup.
-Outcome = Union[list[SessionChannel], KodMobiError]  # noqa: UP007 -- a runtime alias on 3.10
-#: ``on_progress(done, total)``; ``total`` is ``None`` when the input has no length.
-ProgressCallback = Callable[[int, Union[int, None]], None]  # noqa: UP007
+#: Looks up one (valid) session id; the batch knows nothing else of the client.
+Lookup = Callable[[str], Awaitable[list[SessionChannel]]]
 
 # Errors that would fail every further lookup the same way: stop the batch.
 _FATAL = (AuthenticationError, PermissionDeniedError, ClientStateError)
 _PENDING: object = object()
 _END: object = object()
-
-
-class BatchResult(Mapping[str, Outcome]):
-    """The outcome of every distinct id of a batch, in input order.
-
-    A read-only mapping ``session_id -> list[SessionChannel] | KodMobiError``, with
-    the successes and failures also split out::
-
-        results = await client.gather_session_channels(ids)
-        for session_id, channels in results.ok.items(): ...
-        for session_id, error in results.errors.items(): ...
-
-    Attributes:
-        not_looked_up: Ids read from the input whose lookup never finished because
-            the batch was stopped (an authentication failure); empty otherwise.
-    """
-
-    __slots__ = ("_outcomes", "not_looked_up")
-
-    not_looked_up: tuple[str, ...]
-
-    def __init__(self, outcomes: dict[str, Outcome], not_looked_up: tuple[str, ...] = ()) -> None:
-        self._outcomes = outcomes
-        self.not_looked_up = not_looked_up
-
-    def __bool__(self) -> bool:
-        """True when the batch holds anything: an outcome or an id not looked up."""
-        return bool(self._outcomes) or bool(self.not_looked_up)
-
-    def __getitem__(self, session_id: str) -> Outcome:
-        return self._outcomes[session_id]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._outcomes)
-
-    def __len__(self) -> int:
-        return len(self._outcomes)
-
-    @property
-    def ok(self) -> dict[str, list[SessionChannel]]:
-        """Ids whose lookup succeeded, with their channels, in input order."""
-        return {k: v for k, v in self._outcomes.items() if not isinstance(v, KodMobiError)}
-
-    @property
-    def errors(self) -> dict[str, KodMobiError]:
-        """Ids whose lookup failed, with the error, in input order."""
-        return {k: v for k, v in self._outcomes.items() if isinstance(v, KodMobiError)}
-
-    def __repr__(self) -> str:
-        failed = sum(1 for v in self._outcomes.values() if isinstance(v, KodMobiError))
-        extra = f", not_looked_up={len(self.not_looked_up)}" if self.not_looked_up else ""
-        return f"<BatchResult ok={len(self._outcomes) - failed} errors={failed}{extra}>"
 
 
 #: How often a batch with ``on_progress`` calls it while no lookup finishes.
@@ -129,15 +71,6 @@ def _unexpected(session_id: str, exc: Exception) -> APIError:
     )
     error.__cause__ = exc
     return error
-
-
-def _check_timeout(client: KodMobiClient, timeout: object) -> tuple[float, float]:
-    if timeout is None:
-        return client.timeout, client._attempt_limit
-    if not is_positive_seconds(timeout):
-        msg = f"timeout must be a positive number of seconds or None, got {timeout!r}"
-        raise ConfigurationError(msg)
-    return float(timeout), client.retry_policy.attempt_limit(float(timeout))
 
 
 class _Source:
@@ -189,18 +122,16 @@ class _Batch:
 
     def __init__(
         self,
-        client: KodMobiClient,
+        lookup: Lookup,
         session_ids: Iterable[str] | AsyncIterable[str],
         concurrency: int,
-        timeout: float | None,
         on_progress: ProgressCallback | None,
         *,
         store: dict[str, Outcome] | None = None,
         deliver: Callable[[tuple[str, Outcome]], Awaitable[None]] | None = None,
     ) -> None:
         self.concurrency = _check_concurrency(concurrency)
-        self.timeout, self.limit = _check_timeout(client, timeout)
-        self.client = client
+        self.lookup = lookup
         self.source = _Source(session_ids)
         self.on_progress = on_progress
         self.store = store
@@ -227,13 +158,12 @@ class _Batch:
         return True
 
     async def _worker(self) -> None:
-        fetch = self.client._fetch
+        fetch = self.lookup
         source = self.source
         plain = source.plain
         is_new = self._is_new
         store = self.store
         deliver = self.deliver
-        timeout, limit = self.timeout, self.limit
         while self.fatal is None:
             # A plain iterable is read without a coroutine per id: it cannot block.
             item = next(plain, _END) if plain is not None else await source.next()
@@ -249,7 +179,7 @@ class _Batch:
             try:
                 if session_id is not item:
                     validate_session_id(item)  # raises, saying what the item was
-                outcome = await fetch(session_id, timeout, limit)
+                outcome = await fetch(session_id)
             except _FATAL as error:
                 if self.fatal is None:
                     self.fatal = error
@@ -296,16 +226,18 @@ class _Batch:
 
 
 async def gather(
-    client: KodMobiClient,
+    lookup: Lookup,
     session_ids: Iterable[str] | AsyncIterable[str],
     *,
     concurrency: int,
-    timeout: float | None,
     on_progress: ProgressCallback | None,
 ) -> BatchResult:
-    """Implementation of :meth:`KodMobiClient.gather_session_channels`."""
+    """Look up every distinct id through ``lookup``; one outcome each, in input order.
+
+    The implementation of :meth:`KodMobiClient.gather_session_channels`.
+    """
     outcomes: dict[str, Outcome] = {}
-    batch = _Batch(client, session_ids, concurrency, timeout, on_progress, store=outcomes)
+    batch = _Batch(lookup, session_ids, concurrency, on_progress, store=outcomes)
     try:
         await batch.run()
     except _FATAL as error:
@@ -317,17 +249,19 @@ async def gather(
 
 
 async def stream(
-    client: KodMobiClient,
+    lookup: Lookup,
     session_ids: Iterable[str] | AsyncIterable[str],
     *,
     concurrency: int,
-    timeout: float | None,
     on_progress: ProgressCallback | None,
 ) -> AsyncGenerator[tuple[str, Outcome], None]:
-    """Implementation of :meth:`KodMobiClient.iter_session_channels`."""
+    """Like :func:`gather`, yielding each outcome as it is ready.
+
+    The implementation of :meth:`KodMobiClient.iter_session_channels`.
+    """
     # Bounded, so a slow consumer holds the workers back instead of piling up outcomes.
     queue: asyncio.Queue[tuple[str, Outcome] | None] = asyncio.Queue(maxsize=concurrency * 2)
-    batch = _Batch(client, session_ids, concurrency, timeout, on_progress, deliver=queue.put)
+    batch = _Batch(lookup, session_ids, concurrency, on_progress, deliver=queue.put)
 
     async def supervise() -> None:
         try:

@@ -19,7 +19,7 @@ import aiohttp
 from yarl import URL
 
 from . import _protocol
-from ._batch import BatchResult, Outcome, ProgressCallback, gather, stream
+from ._batch import Lookup, gather, stream
 from ._clock import Clock, SystemClock
 from ._errors import (
     APIConnectionError,
@@ -31,6 +31,7 @@ from ._errors import (
     ResponseValidationError,
 )
 from ._models import SessionChannel
+from ._outcomes import BatchResult, Outcome, ProgressCallback
 from ._redact import Redactor
 from ._retry import Retrier, RetryPolicy
 from ._throttle import Pace, PaceState, PauseGate, RetryBudget
@@ -602,7 +603,7 @@ class KodMobiClient:
             ValueError: ``concurrency`` is not a positive integer.
         """
         return await gather(
-            self, session_ids, concurrency=concurrency, timeout=timeout, on_progress=on_progress
+            self._lookup_for(timeout), session_ids, concurrency=concurrency, on_progress=on_progress
         )
 
     def iter_session_channels(
@@ -634,8 +635,27 @@ class KodMobiClient:
             ValueError: ``concurrency`` is not a positive integer.
         """
         return stream(
-            self, session_ids, concurrency=concurrency, timeout=timeout, on_progress=on_progress
+            self._lookup_for(timeout), session_ids, concurrency=concurrency, on_progress=on_progress
         )
+
+    def _lookup_for(self, timeout: object) -> Lookup:
+        """The one-id lookup a batch runs, with the batch's per-lookup deadline."""
+        if timeout is None:
+            seconds, limit = self._timeout, self._attempt_limit
+        elif _protocol.is_positive_seconds(timeout):
+            seconds = float(timeout)
+            limit = self._policy.attempt_limit(seconds)
+        else:
+            msg = (
+                "timeout must be a positive number of seconds (at most one day) or None, "
+                f"got {_shown_number(timeout)}"
+            )
+            raise ConfigurationError(msg)
+
+        async def lookup(session_id: str) -> list[SessionChannel]:
+            return await self._fetch(session_id, seconds, limit)
+
+        return lookup
 
 
 class _Connector(aiohttp.TCPConnector):

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._batch import BatchResult
+    from ._outcomes import BatchResult
 
 __all__ = [
     "APIConnectionError",
