@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import version as _version
 
+from ._calls import Endpoints
 from ._client import KodMobiClient
 from ._clock import Clock, FakeClock, SystemClock
 from ._errors import (
@@ -19,6 +20,7 @@ from ._errors import (
     ClientStateError,
     ConfigurationError,
     ConflictError,
+    InvalidArgumentError,
     InvalidSessionIdError,
     KodMobiError,
     NotFoundError,
@@ -29,7 +31,21 @@ from ._errors import (
     RetryBudgetExhaustedError,
     ServerError,
 )
-from ._models import ChannelType, SessionChannel
+from ._models import (
+    ChallengeSettings,
+    ChannelType,
+    CodeCheck,
+    CodeFormat,
+    ManualChannel,
+    ManualMessage,
+    ManualProvider,
+    ProjectInfo,
+    ProjectSettings,
+    SentCode,
+    Session,
+    SessionChannel,
+    Verification,
+)
 from ._outcomes import BatchResult, Outcome, ProgressCallback
 from ._retry import RetryPolicy
 from ._throttle import PaceState
@@ -44,27 +60,40 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchResult",
+    "ChallengeSettings",
     "ChannelType",
     "ClientStateError",
     "Clock",
+    "CodeCheck",
+    "CodeFormat",
     "ConfigurationError",
     "ConflictError",
+    "Endpoints",
     "FakeClock",
+    "InvalidArgumentError",
     "InvalidSessionIdError",
     "KodMobiClient",
     "KodMobiError",
+    "ManualChannel",
+    "ManualMessage",
+    "ManualProvider",
     "NotFoundError",
     "Outcome",
     "PaceState",
     "PermissionDeniedError",
     "ProgressCallback",
+    "ProjectInfo",
+    "ProjectSettings",
     "RateLimitError",
     "RedirectError",
     "ResponseValidationError",
     "RetryBudgetExhaustedError",
     "RetryPolicy",
+    "SentCode",
     "ServerError",
+    "Session",
     "SessionChannel",
     "SystemClock",
+    "Verification",
     "__version__",
 ]

@@ -9,17 +9,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from importlib.metadata import version
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+import attrs
 from yarl import URL
 
 from . import _protocol
 from ._batch import Lookup, gather, stream
+from ._calls import (
+    DEFAULT_CHALLENGE_HEADER,
+    Endpoints,
+    Key,
+    Request,
+    Resend,
+    check_request,
+    create_request,
+    manual_channels_request,
+    manual_send_request,
+    send_request,
+    settings_request,
+    verify_request,
+)
 from ._clock import Clock, SystemClock
 from ._errors import (
     APIConnectionError,
@@ -27,10 +43,21 @@ from ._errors import (
     APITimeoutError,
     ClientStateError,
     ConfigurationError,
+    InvalidArgumentError,
     KodMobiError,
     ResponseValidationError,
 )
-from ._models import SessionChannel
+from ._models import (
+    ChannelType,
+    CodeCheck,
+    ManualChannel,
+    ManualMessage,
+    ProjectSettings,
+    SentCode,
+    Session,
+    SessionChannel,
+    Verification,
+)
 from ._outcomes import BatchResult, Outcome, ProgressCallback
 from ._redact import Redactor
 from ._retry import Retrier, RetryPolicy
@@ -42,8 +69,8 @@ logger = logging.getLogger("kodmobi_async")
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
-_GET = "GET"
-_PATH = _protocol.CHANNELS_PATH
+T = TypeVar("T")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _MAX_BODY = _protocol.MAX_BODY_BYTES
 _ENCODING = "Content-Encoding"
 _READ_SIZE = 64 * 1024
@@ -113,10 +140,13 @@ class KodMobiClient:
         allow_http: bool = False,
         clock: Clock | None = None,
         rate_limit: float | None = None,
+        secret_key: str | None = None,
+        endpoints: Endpoints | None = None,
+        challenge_header: str = DEFAULT_CHALLENGE_HEADER,
     ) -> None:
         environ = os.environ
-        key = _protocol.resolve_api_key(api_key, environ)
-        self._redactor = Redactor((key,))
+        public, secret = _protocol.resolve_keys(api_key, secret_key, environ)
+        self._redactor = Redactor(key for key in (public, secret) if key is not None)
         self._base_url = _protocol.resolve_base_url(
             base_url, environ, allow_http=allow_http, redactor=self._redactor
         )
@@ -157,18 +187,34 @@ class KodMobiClient:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._attempt_limit = self._policy.attempt_limit(self._timeout)
 
-        headers = {
-            "x-api-key": key,
-            "Accept": "application/json",
-            "User-Agent": _user_agent(),
-        }
+        if endpoints is not None and not isinstance(endpoints, Endpoints):
+            msg = f"endpoints must be an Endpoints, got {type(endpoints).__name__}"
+            raise ConfigurationError(msg)
+        self._endpoints = endpoints if endpoints is not None else Endpoints()
+        header: object = challenge_header  # checked at run time: callers may pass anything
+        if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header):
+            msg = (
+                "challenge_header must be an HTTP header name such as "
+                f"{DEFAULT_CHALLENGE_HEADER!r}, got {challenge_header!r}"
+            )
+            raise ConfigurationError(msg)
+        self._challenge_header = challenge_header
+
+        headers = {"Accept": "application/json", "User-Agent": _user_agent()}
+        if public is not None:
+            headers["x-api-key"] = public
         if self._language is not None:
             headers["Accept-Language"] = self._language
-        # Kept out of any attribute whose repr a user might print.
+        # Keys are kept out of any attribute whose repr a user might print.
         self._headers: Mapping[str, str] = _HiddenHeaders(headers)
+        self._key_headers: dict[Key, Mapping[str, str] | None] = {
+            Key.PUBLIC: None if public is None else _HiddenHeaders({"x-api-key": public}),
+            Key.SECRET: None if secret is None else _HiddenHeaders({"x-api-key": secret}),
+        }
 
-        self._project_url = URL(self._base_url + _PATH, encoded=True)
-        self._session_url_prefix = f"{self._base_url}{_PATH}?session_id="
+        channels = self._endpoints.channels
+        self._project_url = URL(self._base_url + channels, encoded=True)
+        self._session_url_prefix = f"{self._base_url}{channels}?session_id="
 
         self._session = session
         self._owns_session = session is None
@@ -322,67 +368,141 @@ class KodMobiClient:
     async def _fetch(
         self, session_id: str | None, timeout: float, limit: float
     ) -> list[SessionChannel]:
-        """One lookup, from argument checks to the last retry.
+        """One ``/session/channels`` lookup, from argument checks to the last retry."""
+        if self._key_headers[Key.PUBLIC] is None:
+            raise self._missing_key(Key.PUBLIC, f"GET {self._endpoints.channels}")
+        path = self._endpoints.channels
+        if session_id is None:
+            url = self._project_url
+            label = f"GET {path}"
+        else:
+            _protocol.validate_session_id(session_id)
+            url = URL(self._session_url_prefix + session_id, encoded=True)
+            label = f"GET {path} session={_protocol.mask_session_id(session_id)}"
+        return await self._run(
+            _Exchange("GET", url, None, None, path, label, Resend.ANY_FAILURE),
+            self._channels,
+            timeout,
+            limit,
+        )
+
+    async def _call(self, request: Request, model: Any) -> Any:
+        """Any other call: its request built and checked by ``_calls``, its answer decoded
+        into ``model``; the same path to the socket as the channels lookup."""
+        headers = self._request_headers(request)
+        query = f"?{request.query}" if request.query else ""
+        url = URL(f"{self._base_url}{request.path}{query}", encoded=True)
+        method, path, redactor = request.method, request.path, self._redactor
+
+        def decode(status: int, answer: Mapping[str, str], body: bytes) -> Any:
+            try:
+                return _protocol.decode_response(
+                    status, answer, body, model, method=method, path=path, redactor=redactor
+                )
+            except ResponseValidationError as error:
+                redactor.seal(error)
+                raise
+
+        exchange = _Exchange(
+            method, url, request.body, headers, path, request.label, request.resend
+        )
+        return await self._run(exchange, decode, self._timeout, self._attempt_limit)
+
+    def _request_headers(self, request: Request) -> dict[str, str] | None:
+        key_headers = self._key_headers[request.key]
+        if key_headers is None:
+            raise self._missing_key(request.key, request.label)
+        headers: dict[str, str] = {}
+        if not self._owns_session:
+            headers.update(self._headers)
+        if request.key is Key.SECRET or not self._owns_session:
+            headers.update(key_headers)
+        if request.body is not None:
+            headers["Content-Type"] = "application/json"
+        if request.challenge is not None:
+            headers[self._challenge_header] = request.challenge
+        return headers or None
+
+    def _missing_key(self, key: Key, label: str) -> ConfigurationError:
+        if key is Key.SECRET:
+            return ConfigurationError(
+                f"{label} needs the project's secret key, and this client has none: pass "
+                f"secret_key=... or set {_protocol.SECRET_KEY_ENV} (server side only; "
+                "never ship the secret key to a browser or an app)"
+            )
+        return ConfigurationError(
+            f"{label} needs the project's public key, and this client has only the secret "
+            f"one: pass api_key=... or set {_protocol.API_KEY_ENV}"
+        )
+
+    async def _run(
+        self,
+        exchange: _Exchange,
+        decode: Callable[[int, Mapping[str, str], bytes], T],
+        timeout: float,
+        limit: float,
+    ) -> T:
+        """Every call's attempts and retries.
 
         The one rule of every call is enforced here, by construction: whatever the
         network sends and wherever a bug hides, nothing but a :class:`KodMobiError` (or
         the caller's own cancellation) leaves.
         """
         try:
-            return await self._lookup(session_id, timeout, limit)
+            return await self._perform(exchange, decode, timeout, limit)
         except KodMobiError:
             raise
         except Exception as exc:  # a bug (ours or a dependency's): still a typed error
             failure: KodMobiError = APIError(
                 self._redactor.text(
-                    f"{_label(session_id)} failed unexpectedly: {_describe(exc)} "
+                    f"{exchange.label} failed unexpectedly: {_describe(exc)} "
                     "(a bug in kodmobi-async or a dependency; please report it)"
                 ),
-                method=_GET,
-                path=_PATH,
+                method=exchange.method,
+                path=exchange.path,
             )
             cause: BaseException = exc
         raise self._sealed(failure, cause)
 
-    async def _lookup(
-        self, session_id: str | None, timeout: float, limit: float
-    ) -> list[SessionChannel]:
-        if session_id is None:
-            url = self._project_url
-        else:
-            _protocol.validate_session_id(session_id)
-            url = URL(self._session_url_prefix + session_id, encoded=True)
+    async def _perform(
+        self,
+        exchange: _Exchange,
+        decode: Callable[[int, Mapping[str, str], bytes], T],
+        timeout: float,
+        limit: float,
+    ) -> T:
         session = self._ensure_session()
         deadline = self._clock.monotonic() + timeout
         try:
-            return await self._attempt(session, url, 1, deadline, limit, session_id)
+            return await self._attempt(session, exchange, decode, 1, deadline, limit)
         except APIError as error:
-            if self._policy.attempts == 1 or not self._policy.is_retryable(error):
+            if not self._retrier.may_retry(error, exchange.resend):
                 raise
             first_error = error
 
-        async def again(attempt: int) -> list[SessionChannel]:
-            return await self._attempt(session, url, attempt, deadline, limit, session_id)
+        async def again(attempt: int) -> T:
+            return await self._attempt(session, exchange, decode, attempt, deadline, limit)
 
         return await self._retrier.run(
-            first_error, again, deadline=deadline, label=_label(session_id)
+            first_error, again, deadline=deadline, label=exchange.label, resend=exchange.resend
         )
 
     async def _attempt(
         self,
         session: aiohttp.ClientSession,
-        url: URL,
+        exchange: _Exchange,
+        decode: Callable[[int, Mapping[str, str], bytes], T],
         attempt: int,
         deadline: float,
         limit: float,
-        session_id: str | None,
-    ) -> list[SessionChannel]:
+    ) -> T:
+        method, path, label = exchange.method, exchange.path, exchange.label
         if self._closed:
-            raise self._closed_error(session_id)
+            raise self._closed_error(label)
         clock = self._clock
         now = clock.monotonic()
         if self._gate.until > now:
-            await self._wait_at_gate(now, deadline, session_id)
+            await self._wait_at_gate(now, deadline, exchange)
             now = clock.monotonic()
         pace = self._pace
         # The pace learns from a 429 only if this request's slot was planned after its
@@ -394,18 +514,18 @@ class KodMobiClient:
             wait = pace.reserve(now, deadline)
             if wait is None:
                 msg = (
-                    f"the deadline of {_GET} {_PATH} would pass before this client's pace "
+                    f"the deadline of {method} {path} would pass before this client's pace "
                     f"({pace.rate:.3g} requests/s, slowed by kod.mobi's 429s) allows "
                     f"attempt {attempt}"
                 )
-                raise APITimeoutError(msg, method=_GET, path=_PATH)
+                raise _not_sent(APITimeoutError(msg, method=method, path=path))
             if wait > 0:
                 await self._sleep(wait)
                 now = clock.monotonic()
         remaining = deadline - now
         if remaining <= 0:
-            msg = f"the deadline of {_GET} {_PATH} passed before attempt {attempt}"
-            raise APITimeoutError(msg, method=_GET, path=_PATH)
+            msg = f"the deadline of {method} {path} passed before attempt {attempt}"
+            raise _not_sent(APITimeoutError(msg, method=method, path=path))
         started = time.perf_counter()
         # Failures are built inside the except blocks but raised after them, so the
         # error's __context__ is not the transport's exception (whose repr may carry
@@ -413,15 +533,27 @@ class KodMobiClient:
         failure: KodMobiError
         cause: BaseException | None
         try:
-            if self._owns_session and remaining >= limit and limit == self._attempt_limit:
-                # The session's default timeout is already `limit`: pass nothing extra.
-                response_cm = session.get(url, allow_redirects=False)
+            if (
+                self._owns_session
+                and remaining >= limit
+                and limit == self._attempt_limit
+                and exchange.headers is None
+            ):
+                # The session's defaults (timeout, headers) are already right: pass
+                # nothing extra on the hot path.
+                response_cm = session.request(
+                    method, exchange.url, data=exchange.body, allow_redirects=False
+                )
             else:
                 limit = min(limit, remaining)
-                response_cm = session.get(
-                    url,
+                response_cm = session.request(
+                    method,
+                    exchange.url,
+                    data=exchange.body,
                     allow_redirects=False,
-                    headers=self._headers if not self._owns_session else None,
+                    headers=exchange.headers
+                    if exchange.headers is not None
+                    else (None if self._owns_session else self._headers),
                     timeout=aiohttp.ClientTimeout(total=limit),
                     raise_for_status=False,
                 )
@@ -438,39 +570,49 @@ class KodMobiClient:
             # is the client shutting down, not the caller cancelling.
             if not self._closed or _cancelling():
                 raise
-            failure, cause = self._closed_error(session_id), None
+            failure, cause = self._closed_error(label), None
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            self._log_attempt(session_id, attempt, "timeout", started)
-            msg = f"kod.mobi did not answer {_GET} {_PATH} within {limit:.3g} s (attempt {attempt})"
-            failure, cause = APITimeoutError(msg, method=_GET, path=_PATH), exc
-        except _BodyTooLargeError as exc:
-            self._log_attempt(session_id, attempt, "body too large", started)
+            self._log_attempt(label, attempt, "timeout", started)
             msg = (
-                f"kod.mobi answered {_GET} {_PATH} with a body over "
+                f"kod.mobi did not answer {method} {path} within {limit:.3g} s (attempt {attempt})"
+            )
+            failure, cause = APITimeoutError(msg, method=method, path=path), exc
+            if isinstance(exc, _CONNECT_TIMEOUTS):
+                _not_sent(failure)
+        except _BodyTooLargeError as exc:
+            self._log_attempt(label, attempt, "body too large", started)
+            msg = (
+                f"kod.mobi answered {method} {path} with a body over "
                 f"{_protocol.MAX_BODY_BYTES} bytes ({exc}); refused without reading it"
             )
-            failure = ResponseValidationError(msg, status=exc.status, method=_GET, path=_PATH)
+            failure = ResponseValidationError(msg, status=exc.status, method=method, path=path)
             cause = None
         except Exception as exc:  # aiohttp.ClientError, and whatever else a socket raises
-            self._log_attempt(session_id, attempt, type(exc).__name__, started)
+            self._log_attempt(label, attempt, type(exc).__name__, started)
             if self._closed:
-                failure, cause = self._closed_error(session_id), None
+                failure, cause = self._closed_error(label), None
             else:
                 msg = self._redactor.text(
-                    f"could not get an answer from kod.mobi for {_GET} {_PATH}: {_describe(exc)}"
+                    f"could not get an answer from kod.mobi for {method} {path}: {_describe(exc)}"
                 )
-                failure, cause = APIConnectionError(msg, method=_GET, path=_PATH), exc
+                failure, cause = APIConnectionError(msg, method=method, path=path), exc
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    _not_sent(failure)  # refused, unreachable, DNS: nothing left this host
         else:
             if logger.isEnabledFor(logging.DEBUG):
-                self._log_attempt(session_id, attempt, status, started)
+                self._log_attempt(label, attempt, status, started)
+            if status != 429 and pace.rate is not None:
+                pace.on_accepted(clock.monotonic())
             if 200 <= status < 300:
-                return self._channels(status, headers, body)
+                result = decode(status, headers, body)
+                self._budget.on_success()
+                return result
             error = _protocol.status_error(
                 status,
                 headers,
                 self._redactor.body(body),
-                method=_GET,
-                path=_PATH,
+                method=method,
+                path=path,
                 redactor=self._redactor,
             )
             if status == 429:
@@ -490,7 +632,11 @@ class KodMobiClient:
             try:
                 cached = tuple(
                     _protocol.decode_channels_response(
-                        status, headers, body, redactor=self._redactor
+                        status,
+                        headers,
+                        body,
+                        path=self._endpoints.channels,
+                        redactor=self._redactor,
                     )
                 )
             except ResponseValidationError as error:
@@ -500,7 +646,6 @@ class KodMobiClient:
                 if len(decoded) >= _DECODED_CACHE_SIZE:
                     del decoded[next(iter(decoded))]  # the oldest entry
                 decoded[body] = cached
-        self._budget.on_success()
         return list(cached)
 
     def _sealed(self, failure: KodMobiError, cause: BaseException | None) -> KodMobiError:
@@ -508,9 +653,9 @@ class KodMobiClient:
         self._redactor.seal(failure)
         return failure
 
-    def _closed_error(self, session_id: str | None) -> ClientStateError:
+    def _closed_error(self, label: str) -> ClientStateError:
         return ClientStateError(
-            f"{_label(session_id)} was in flight when its KodMobiClient was closed; "
+            f"{label} was in flight when its KodMobiClient was closed; "
             "close the client only after its calls have finished (e.g. at the end of "
             "`async with`, or in your application's shutdown)"
         )
@@ -534,38 +679,228 @@ class KodMobiClient:
             uncancel = getattr(task, "uncancel", None)  # Python 3.11+
             if uncancel is not None:
                 uncancel()
-            failure = self._closed_error(None)
+            failure = self._closed_error("a call")
         else:
             if not self._closed:
                 return
-            failure = self._closed_error(None)
+            failure = self._closed_error("a call")
         finally:
             self._sleepers.discard(task)
         raise failure
 
-    async def _wait_at_gate(self, now: float, deadline: float, session_id: str | None) -> None:
+    async def _wait_at_gate(self, now: float, deadline: float, exchange: _Exchange) -> None:
         until = self._gate.until
         if until >= deadline:
             msg = (
                 f"kod.mobi asked this client to pause for {until - now:.3g} s (Retry-After), "
-                f"past the deadline of {_GET} {_PATH}"
+                f"past the deadline of {exchange.method} {exchange.path}"
             )
-            raise APITimeoutError(msg, method=_GET, path=_PATH)
+            raise _not_sent(APITimeoutError(msg, method=exchange.method, path=exchange.path))
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s waits %.3f s at the rate-limit pause", _label(session_id), until - now)
+            logger.debug(
+                "%s waits %.3f s at the pause kod.mobi asked for", exchange.label, until - now
+            )
         await self._sleep(until - now)
 
-    def _log_attempt(
-        self, session_id: str | None, attempt: int, outcome: object, started: float
-    ) -> None:
+    def _log_attempt(self, label: str, attempt: int, outcome: object, started: float) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s -> %s in %.1f ms (attempt %d)",
-                _label(session_id),
+                label,
                 outcome,
                 (time.perf_counter() - started) * 1000,
                 attempt,
             )
+
+    # -- the verification flow ----------------------------------------------------
+
+    async def create_session(
+        self,
+        to: str,
+        *,
+        type: ChannelType | str | None = None,  # kod.mobi's own name for the field
+        send: bool = True,
+        challenge_token: str | None = None,
+    ) -> Session:
+        """Create a verification session for a phone or an email, and send a code.
+
+        kod.mobi "creates or returns": while a session for ``to`` lives (three
+        minutes), the same session comes back. With ``send=True`` a code is delivered;
+        that request is retried only when it provably never reached kod.mobi, so the
+        SDK never causes a second message.
+
+        Args:
+            to: An E.164 phone (``"+79001234567"``) or an email address.
+            type: The channel to send over; ``None`` lets kod.mobi choose (the channel
+                the user used before, else the project's default).
+            send: Send a code now (``True``), or only create or reload the session.
+            challenge_token: The solved CAPTCHA token, when the project requires one
+                (sent in the client's ``challenge_header``).
+
+        Returns:
+            The session, with its channels and where the code went.
+
+        Raises:
+            InvalidArgumentError: ``to`` or ``type`` is malformed (nothing was sent).
+            BadRequestError: kod.mobi refused, e.g. ``sys_message`` is
+                ``"ERROR_MESSAGE_ATTEMPT"`` while the channel cools down.
+            APIError: As for :meth:`get_session_channels`.
+        """
+        request = create_request(
+            self._endpoints, to, type=type, send=send, challenge=_challenge(challenge_token)
+        )
+        result: Session = await self._call(request, Session)
+        return result
+
+    async def send_code(
+        self,
+        session_id: str,
+        type: ChannelType | str,  # kod.mobi's own name for the field
+        *,
+        challenge_token: str | None = None,
+    ) -> SentCode:
+        """Send the session's code again, over ``type`` (60 s cool-down per channel).
+
+        Never retried once the request may have reached kod.mobi (see the retry rules).
+
+        Args:
+            session_id: The session's ULID from :meth:`create_session`.
+            type: The channel to send over.
+            challenge_token: The solved CAPTCHA token, when the project requires one.
+
+        Returns:
+            The channel used, with its cool-down running.
+
+        Raises:
+            InvalidSessionIdError: Not a ULID (nothing was sent).
+            InvalidArgumentError: ``type`` is malformed.
+            NotFoundError: No such session.
+            BadRequestError: Expired (``ERROR_SESSION_EXPIRED``) or cooling down.
+        """
+        request = send_request(
+            self._endpoints, session_id, type, challenge=_challenge(challenge_token)
+        )
+        result: SentCode = await self._call(request, SentCode)
+        return result
+
+    async def check_code(
+        self, session_id: str, code: str, *, challenge_token: str | None = None
+    ) -> CodeCheck:
+        """Check the code the user typed; on success you get a ``verify_token``.
+
+        Not retried once the request may have reached kod.mobi: a re-sent check could
+        count as a second wrong attempt. The path is observed in kod.mobi's JS client,
+        not documented (``Endpoints.check``).
+
+        Args:
+            session_id: The session's ULID.
+            code: What the user typed: 4 to 6 digits, as a string.
+            challenge_token: The solved CAPTCHA token, when the project requires one.
+
+        Returns:
+            The ``verify_token`` for your backend, and whether it is a test session.
+
+        Raises:
+            InvalidArgumentError: ``code`` is not 4 to 6 digits (nothing was sent).
+            BadRequestError: A wrong code (``ERROR_MESSAGE_WRONG_CODE``, with
+                ``error_params["count"]``), too many attempts, or an expired session.
+            NotFoundError: No such session.
+        """
+        request = check_request(
+            self._endpoints, session_id, code, challenge=_challenge(challenge_token)
+        )
+        result: CodeCheck = await self._call(request, CodeCheck)
+        return result
+
+    async def verify(self, verify_token: str) -> Verification:
+        """Verify a ``verify_token`` on your backend, with the secret key.
+
+        A token verifies once, so the call is not retried once it may have reached
+        kod.mobi. Its path and schema are not in kod.mobi's docs (``Endpoints.verify``).
+
+        Args:
+            verify_token: From :meth:`check_code`, passed to your backend.
+
+        Returns:
+            The phone or email address that was proven.
+
+        Raises:
+            ConfigurationError: The client has no secret key (nothing was sent).
+            NotFoundError: Unknown or already used token.
+        """
+        result: Verification = await self._call(
+            verify_request(self._endpoints, verify_token), Verification
+        )
+        return result
+
+    async def get_manual_channels(self) -> list[ManualChannel]:
+        """The manual mode's channels and their providers (secret key).
+
+        Returns:
+            The channels, each with its providers.
+
+        Raises:
+            ConfigurationError: The client has no secret key (nothing was sent).
+        """
+        result: list[ManualChannel] = await self._call(
+            manual_channels_request(self._endpoints), list[ManualChannel]
+        )
+        return result
+
+    async def manual_send(
+        self,
+        to: str,
+        channel: ChannelType | str,
+        *,
+        provider_id: int | None = None,
+        code: str | None = None,
+        callback_url: str | None = None,
+    ) -> ManualMessage:
+        """Deliver a code your backend generated (manual mode, secret key).
+
+        Never retried once the request may have reached kod.mobi.
+
+        Args:
+            to: An E.164 phone or an email address.
+            channel: The channel to deliver over.
+            provider_id: A provider from :meth:`get_manual_channels`; ``None`` lets
+                kod.mobi choose.
+            code: The code to deliver, 4 to 6 digits; ``None`` lets kod.mobi make one.
+            callback_url: An http(s) URL where kod.mobi reports the delivery.
+
+        Returns:
+            kod.mobi's message, the (encrypted) code and the message id.
+
+        Raises:
+            ConfigurationError: The client has no secret key (nothing was sent).
+            InvalidArgumentError: A malformed argument (nothing was sent).
+        """
+        request = manual_send_request(
+            self._endpoints,
+            to,
+            channel,
+            provider_id=provider_id,
+            code=code,
+            callback_url=callback_url,
+        )
+        result: ManualMessage = await self._call(request, ManualMessage)
+        return result
+
+    async def get_settings(self, session_id: str | None = None) -> ProjectSettings:
+        """The project's public settings: language, code format, CAPTCHA.
+
+        Observed in kod.mobi's JS client, not documented (``Endpoints.settings``).
+
+        Args:
+            session_id: A session's ULID, or ``None`` for the project.
+
+        Returns:
+            The settings.
+        """
+        result: ProjectSettings = await self._call(
+            settings_request(self._endpoints, session_id), ProjectSettings
+        )
+        return result
 
     # -- batches -----------------------------------------------------------------
 
@@ -677,6 +1012,39 @@ class _Connector(aiohttp.TCPConnector):
         return transport, protocol
 
 
+@attrs.frozen
+class _Exchange:
+    """One call's request as the transport needs it (the answer's decoder aside)."""
+
+    method: str
+    url: URL
+    body: bytes | None
+    headers: Mapping[str, str] | None = attrs.field(repr=False)
+    path: str
+    label: str
+    resend: Resend
+
+
+# aiohttp 3.10+ says when a timeout hit while connecting (nothing was sent).
+_CONNECT_TIMEOUTS: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if isinstance(t, type)
+)
+
+
+def _challenge(token: object) -> str | None:
+    if token is None or (
+        isinstance(token, str) and token and "\n" not in token and "\r" not in token
+    ):
+        return token
+    msg = f"challenge_token must be the CAPTCHA provider's token string, got {type(token).__name__}"
+    raise InvalidArgumentError(msg, argument="challenge_token")
+
+
+def _not_sent(error: APIConnectionError) -> APIConnectionError:
+    error.may_have_reached_server = False
+    return error
+
+
 class _HiddenHeaders(dict[str, str]):
     """Request headers whose repr never shows the API key."""
 
@@ -710,12 +1078,6 @@ async def _read_body(response: aiohttp.ClientResponse) -> bytes:
             raise _BodyTooLargeError(detail, response.status)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _label(session_id: str | None) -> str:
-    if session_id is None:
-        return f"{_GET} {_PATH}"
-    return f"{_GET} {_PATH} session={_protocol.mask_session_id(session_id)}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -8,16 +8,40 @@ registrations there must not change how we read kod.mobi.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
 
 import cattrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._models import ChannelType, SessionChannel
+from ._models import (
+    ChallengeSettings,
+    ChannelType,
+    CodeCheck,
+    CodeFormat,
+    ManualChannel,
+    ManualMessage,
+    ManualProvider,
+    ProjectInfo,
+    ProjectSettings,
+    SentCode,
+    Session,
+    SessionChannel,
+    Verification,
+)
 
-__all__ = ["converter", "structure_channels"]
+__all__ = ["converter", "structure", "structure_channels"]
+
+# ISO 8601 as kod.mobi's clients read it (JS `new Date(...)`): a date, a time, optional
+# fractions and a zone; "Z" and offsets without a colon included, which Python 3.10's
+# fromisoformat does not take.
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
+    r"(Z|z|[+-]\d{2}(?::?\d{2})?)"
+)
 
 _TIMEOUT_MAX = 60
 
@@ -77,6 +101,70 @@ def _timeout(value: Any, _: type) -> int:
     return seconds
 
 
+def _aware_datetime(value: Any, _: type) -> datetime:
+    if type(value) is not str:
+        msg = f"expected an ISO 8601 date-time string, got {_type_name(value)}"
+        raise TypeError(msg)
+    match = _DATETIME.fullmatch(value.strip())
+    if match is None:
+        msg = "expected an ISO 8601 date-time with a zone, such as 2026-11-30T06:43:00+00:00"
+        raise ValueError(msg)
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if zone in {"Z", "z"}:
+        offset = timedelta(0)
+    else:
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        if zone[0] == "-":
+            offset = -offset
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            micro,
+            tzinfo=timezone(offset),
+        )
+    except ValueError as exc:  # day 31 of February, an offset of 24 hours or more
+        msg = f"expected a valid date-time: {exc}"
+        raise ValueError(msg) from None
+
+
+def _sent_to(value: Any, _: type) -> ChannelType | str | None:
+    # kod.mobi says "none" when it sent nothing (send=false); None means the same.
+    if value is None or value == "none":
+        return None
+    return _channel_type(value, str)
+
+
+_Item = TypeVar("_Item")
+
+
+def _is_exactly(wanted: Any) -> Callable[[Any], bool]:
+    def predicate(candidate: Any) -> bool:
+        return bool(candidate == wanted)
+
+    return predicate
+
+
+def _strict_tuple(item: type[_Item], conv: cattrs.Converter) -> Callable[[Any, type], Any]:
+    """A hook for ``tuple[item, ...]`` that takes a JSON array only (not a string or an
+    object, which cattrs would iterate)."""
+    as_list = conv.get_structure_hook(list[item])  # type: ignore[valid-type]
+
+    def hook(value: Any, _: type) -> tuple[_Item, ...]:
+        if type(value) is not list:
+            msg = f"expected a JSON array, got {_json_kind(value)}"
+            raise TypeError(msg)
+        return tuple(as_list(value, list[item]))  # type: ignore[valid-type]
+
+    return hook
+
+
 def _make_converter() -> tuple[cattrs.Converter, Callable[[Any, Any], SessionChannel]]:
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict_str)
@@ -105,6 +193,12 @@ def _make_converter() -> tuple[cattrs.Converter, Callable[[Any, Any], SessionCha
         return detailed(value, cls)
 
     conv.register_structure_hook(SessionChannel, channel)
+    conv.register_structure_hook(datetime, _aware_datetime)
+    for item in (SessionChannel, ManualProvider):
+        # Generic aliases cannot be registered by type; match them exactly instead.
+        conv.register_structure_hook_func(_is_exactly(tuple[item, ...]), _strict_tuple(item, conv))  # type: ignore[valid-type]
+    session_hook = make_dict_structure_fn(Session, conv, sent_to=override(struct_hook=_sent_to))
+    conv.register_structure_hook(Session, session_hook)
     return conv, fast
 
 
@@ -136,6 +230,40 @@ def structure_channels(data: Any) -> list[SessionChannel]:
     except Exception:  # noqa: S110 -- whatever failed is diagnosed by the detailed pass
         pass
     return _channels_hook(data, list[SessionChannel])
+
+
+_T = TypeVar("_T")
+
+#: The models a kod.mobi answer is structured into, besides channel lists.
+MODELS: tuple[type, ...] = (
+    Session,
+    SentCode,
+    CodeCheck,
+    Verification,
+    ManualChannel,
+    ManualMessage,
+    ProjectSettings,
+    ProjectInfo,
+    CodeFormat,
+    ChallengeSettings,
+)
+
+
+def structure(data: Any, cls: type[_T]) -> _T:
+    """Structure a decoded JSON value into ``cls`` (a model, or ``list[Model]``).
+
+    Raises:
+        Exception: The value does not fit; :func:`describe_error` explains it.
+    """
+    origin = getattr(cls, "__origin__", None)
+    expected_list = origin is list
+    if expected_list and type(data) is not list:
+        msg = f"expected a JSON array, got {_json_kind(data)}"
+        raise TypeError(msg)
+    if not expected_list and type(data) is not dict:
+        msg = f"expected a JSON object, got {_json_kind(data)}"
+        raise TypeError(msg)
+    return converter.structure(data, cls)
 
 
 def _json_kind(value: object) -> str:

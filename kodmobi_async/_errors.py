@@ -4,7 +4,8 @@ The tree, so that a handler can catch as broadly or as narrowly as it needs::
 
     KodMobiError
     ├── ConfigurationError            (also ValueError)  bad constructor argument or env
-    ├── InvalidSessionIdError         (also ValueError)  not a ULID; raised before any request
+    ├── InvalidArgumentError          (also ValueError)  a bad argument; raised before any request
+    │   └── InvalidSessionIdError                        not a ULID
     ├── ClientStateError              (also RuntimeError) closed client, wrong event loop
     └── APIError                      something went wrong talking to kod.mobi
         ├── APIConnectionError        could not connect, connection reset, ...
@@ -42,6 +43,7 @@ __all__ = [
     "ClientStateError",
     "ConfigurationError",
     "ConflictError",
+    "InvalidArgumentError",
     "InvalidSessionIdError",
     "KodMobiError",
     "NotFoundError",
@@ -71,7 +73,24 @@ class ConfigurationError(KodMobiError, ValueError):
     """The client was configured in a way that cannot work (missing key, unsafe URL)."""
 
 
-class InvalidSessionIdError(KodMobiError, ValueError):
+class InvalidArgumentError(KodMobiError, ValueError):
+    """An argument of a call cannot be sent to kod.mobi; raised before any request.
+
+    A ``to`` that is neither an E.164 phone nor an email address, a code that is not 4
+    to 6 digits, a non-http(s) ``callback_url``: the message says what was wrong.
+
+    Attributes:
+        argument: The name of the offending argument.
+    """
+
+    argument: str
+
+    def __init__(self, message: str, *, argument: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
+class InvalidSessionIdError(InvalidArgumentError):
     """A session id is not a ULID; raised before any request is sent.
 
     Attributes:
@@ -81,7 +100,7 @@ class InvalidSessionIdError(KodMobiError, ValueError):
     session_id: object
 
     def __init__(self, message: str, *, session_id: object) -> None:
-        super().__init__(message)
+        super().__init__(message, argument="session_id")
         self.session_id = session_id
 
 
@@ -118,7 +137,15 @@ class APIError(KodMobiError):
 
 
 class APIConnectionError(APIError):
-    """The request did not get an HTTP answer: refused, reset, dropped or unreachable."""
+    """The request did not get an HTTP answer: refused, reset, dropped or unreachable.
+
+    Attributes:
+        may_have_reached_server: ``False`` only when the request provably never left
+            (connection refused, DNS failure, connect timeout); then even a call that
+            delivers a message is safe to retry.
+    """
+
+    may_have_reached_server: bool = True
 
 
 class APITimeoutError(APIConnectionError):

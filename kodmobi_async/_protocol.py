@@ -14,9 +14,9 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 from urllib.parse import urlsplit
 
 from . import _converter
@@ -40,19 +40,25 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_SECONDS",
+    "SECRET_KEY_ENV",
     "decode_channels_response",
+    "decode_response",
     "is_positive_seconds",
     "load_json",
     "mask_session_id",
     "parse_retry_after",
     "resolve_api_key",
     "resolve_base_url",
+    "resolve_keys",
     "status_error",
     "validate_language",
     "validate_session_id",
 ]
 
+T = TypeVar("T")
+
 API_KEY_ENV = "KODMOBI_API_KEY"
+SECRET_KEY_ENV = "KODMOBI_SECRET_KEY"  # noqa: S105 -- a variable name, not a key
 BASE_URL_ENV = "KODMOBI_BASE_URL"
 DEFAULT_BASE_URL = "https://api.kod.mobi"
 CHANNELS_PATH = "/session/channels"
@@ -133,6 +139,36 @@ def mask_session_id(session_id: str) -> str:
     return f"{session_id[:6]}…{session_id[-4:]}"
 
 
+def resolve_keys(
+    api_key: str | None, secret_key: str | None, environ: Mapping[str, str]
+) -> tuple[str | None, str | None]:
+    """The public and the secret key: each its argument, else its environment variable.
+
+    A client may hold either or both; calls that need the missing one refuse to run.
+
+    Raises:
+        ConfigurationError: Neither key is set, or one is blank or not header-safe.
+    """
+    public = secret = None
+    if api_key is not None or environ.get(API_KEY_ENV) is not None:
+        public = resolve_api_key(api_key, environ)
+    if secret_key is not None or environ.get(SECRET_KEY_ENV) is not None:
+        secret = _checked_key(
+            secret_key if secret_key is not None else environ.get(SECRET_KEY_ENV),
+            "secret_key" if secret_key is not None else SECRET_KEY_ENV,
+            "secret",
+        )
+    if public is None and secret is None:
+        msg = (
+            f"no kod.mobi API key: pass api_key=... or set the {API_KEY_ENV} environment "
+            "variable (the project's public key, from user.kod.mobi → settings → api-key); "
+            f"server-side calls (verify, manual mode) also take secret_key=... or "
+            f"{SECRET_KEY_ENV}"
+        )
+        raise ConfigurationError(msg)
+    return public, secret
+
+
 def resolve_api_key(api_key: str | None, environ: Mapping[str, str]) -> str:
     """The key to send: the argument, else ``KODMOBI_API_KEY``.
 
@@ -146,18 +182,21 @@ def resolve_api_key(api_key: str | None, environ: Mapping[str, str]) -> str:
             "variable (the project's public key, from user.kod.mobi → settings → api-key)"
         )
         raise ConfigurationError(msg)
+    return _checked_key(key, "api_key" if api_key is not None else API_KEY_ENV, "API")
+
+
+def _checked_key(key: object, where: str, kind: str) -> str:
     if not isinstance(key, str):
-        msg = f"api_key must be a string, got {type(key).__name__}"
+        msg = f"{where} must be a string, got {type(key).__name__}"
         raise ConfigurationError(msg)
     if not key.strip():
-        where = "api_key" if api_key is not None else API_KEY_ENV
-        msg = f"{where} is empty; set it to the project's kod.mobi API key"
+        msg = f"{where} is empty; set it to the project's kod.mobi {kind} key"
         raise ConfigurationError(msg)
     # Whitespace anywhere, not only at the ends: a key pasted with a space or a line
     # break in the middle is a copy error, and the server would only answer 401.
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in key):
         # Never echo the key itself, not even in this message.
-        msg = "the API key contains whitespace or control characters; copy it again"
+        msg = f"the {kind} key contains whitespace or control characters; copy it again"
         raise ConfigurationError(msg)
     return key
 
@@ -376,6 +415,64 @@ def decode_channels_response(
         APIStatusError: A non-2xx status (the subclass matches the status).
         ResponseValidationError: A 2xx whose body is not a JSON array of channels.
     """
+    return _decode(status, headers, body, method, path, redactor, _channels, "channels")
+
+
+def decode_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    model: Any,
+    *,
+    method: str,
+    path: str,
+    redactor: Redactor = NO_SECRETS,
+) -> Any:
+    """Turn any call's response into its model (or ``list[Model]``), or raise its error.
+
+    Args:
+        status: HTTP status code.
+        headers: Response headers.
+        body: The raw body.
+        model: What a success answer holds, such as ``Session`` or
+            ``list[ManualChannel]``.
+        method: Request method, for error messages.
+        path: Request path, for error messages.
+        redactor: Secrets to mask in any text copied from the answer.
+
+    Returns:
+        An instance of ``model``.
+
+    Raises:
+        APIStatusError: A non-2xx status (the subclass matches the status).
+        ResponseValidationError: A 2xx whose body does not fit ``model``.
+    """
+
+    def structure(data: Any) -> Any:
+        return _converter.structure(data, model)
+
+    name = getattr(model, "__name__", None) or str(model).replace("kodmobi_async._models.", "")
+    return _decode(status, headers, body, method, path, redactor, structure, name)
+
+
+def _channels(data: Any) -> list[SessionChannel]:
+    # The legacy v1 API wrapped results as {"success": true, "data": ...}; accept that
+    # shape too rather than fail if a deployment still answers with it.
+    if type(data) is dict and data.get("success") is True and "data" in data:
+        data = data["data"]
+    return _converter.structure_channels(data)
+
+
+def _decode(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    method: str,
+    path: str,
+    redactor: Redactor,
+    structure: Callable[[Any], T],
+    what: str,
+) -> T:
     if not 200 <= status < 300:
         raise status_error(status, headers, body, method=method, path=path, redactor=redactor)
     try:
@@ -392,38 +489,30 @@ def decode_channels_response(
         # A UnicodeDecodeError's repr quotes the whole body: chain it only when safe.
         cause: Exception | None = exc if not redactor.exposes(exc) else None
     else:
-        return _structure_channels(data, status, method, path, redactor)
+        try:
+            return structure(data)
+        except Exception as exc:  # any failure to fit the model is the answer's
+            cause = exc
+            try:
+                detail, field_path = _converter.describe_error(exc)
+            except Exception:  # explaining must not fail where structuring did
+                detail, field_path = f"{type(exc).__name__}", None
+            msg = (
+                f"kod.mobi answered {method} {path} with {what} that do not fit the model: {detail}"
+            )
+            invalid = ResponseValidationError(
+                redactor.text(msg),
+                status=status,
+                field_path=None if field_path is None else redactor.text(field_path),
+                method=method,
+                path=path,
+            )
+        # Chained outside the except block, so the raw error (which may quote a value
+        # from the body) is the cause only when it shows no secret.
+        if redactor.exposes(cause):
+            cause = None
     invalid.__cause__ = cause
     raise invalid
-
-
-def _structure_channels(
-    data: Any, status: int, method: str, path: str, redactor: Redactor
-) -> list[SessionChannel]:
-    # The legacy v1 API wrapped results as {"success": true, "data": ...}; accept that
-    # shape too rather than fail if a deployment still answers with it.
-    if type(data) is dict and data.get("success") is True and "data" in data:
-        data = data["data"]
-    try:
-        return _converter.structure_channels(data)
-    except Exception as exc:  # any failure to fit the model is the answer's
-        cause = exc
-        try:
-            detail, field_path = _converter.describe_error(exc)
-        except Exception:  # explaining must not fail where structuring did
-            detail, field_path = f"{type(exc).__name__}", None
-        msg = f"kod.mobi answered {method} {path} with channels that do not fit the model: {detail}"
-        error = ResponseValidationError(
-            redactor.text(msg),
-            status=status,
-            field_path=None if field_path is None else redactor.text(field_path),
-            method=method,
-            path=path,
-        )
-    # Chained outside the except block, so the raw cattrs error (which may quote a
-    # value from the body) is the cause only when it shows no secret.
-    error.__cause__ = cause if not redactor.exposes(cause) else None
-    raise error
 
 
 def status_error(

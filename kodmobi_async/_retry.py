@@ -18,6 +18,7 @@ from typing import TypeVar
 import attrs
 from tenacity import AsyncRetrying, RetryCallState, stop_never
 
+from ._calls import Resend
 from ._clock import Clock
 from ._errors import (
     APIConnectionError,
@@ -34,6 +35,9 @@ __all__ = ["DEFAULT_RETRY_STATUSES", "Retrier", "RetryPolicy"]
 T = TypeVar("T")
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Statuses that say a request was refused before kod.mobi acted on it (our assumption
+# for 503: it comes from the service's front, not from a half-done delivery).
+_NOT_PROCESSED = frozenset({429, 503})
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -200,7 +204,12 @@ class RetryPolicy:
 
 
 class Retrier:
-    """Runs attempts 2..n of a call whose first attempt failed.
+    """Decides whether a failed attempt is retried, and runs attempts 2..n.
+
+    The decision lives here alone: :meth:`may_retry` is what the kind of failure and
+    the kind of call allow (the client asks it before entering the retry loop, so a
+    404 costs nothing more), and the loop adds the attempt count, the deadline and the
+    budget.
 
     Built once per client: the policy, clock, budget and logger are fixed; only the
     per-call deadline and the attempt function vary.
@@ -226,6 +235,27 @@ class Retrier:
         # The client passes a sleep that ends early when it is closed.
         self._sleep = sleep if sleep is not None else clock.sleep
 
+    def may_retry(self, error: APIError, resend: Resend = Resend.ANY_FAILURE) -> bool:
+        """Whether this failure, of this kind of call, may be retried at all.
+
+        Args:
+            error: What the attempt raised.
+            resend: The call's rule; ``IF_NOT_RECEIVED`` (calls that deliver a message,
+                check a code or spend a token) only retries what provably never
+                reached kod.mobi, or what it refused before processing (429, 503).
+
+        Returns:
+            Whether a retry is allowed, before counting attempts, time and budget.
+        """
+        policy = self.policy
+        if policy.attempts == 1 or not policy.is_retryable(error):
+            return False
+        if resend is Resend.IF_NOT_RECEIVED:
+            if isinstance(error, APIStatusError):
+                return error.status in _NOT_PROCESSED
+            return isinstance(error, APIConnectionError) and not error.may_have_reached_server
+        return True
+
     async def run(
         self,
         first_error: APIError,
@@ -233,6 +263,7 @@ class Retrier:
         *,
         deadline: float,
         label: str,
+        resend: Resend = Resend.ANY_FAILURE,
     ) -> T:
         """Retry after ``first_error`` until success, a final error, or the deadline.
 
@@ -254,6 +285,8 @@ class Retrier:
         attempts_made = 1
         planned_wait = 0.0
         out_of_budget = False
+        # Attempts answered 429 do not count against `attempts` (see should_retry).
+        throttled_attempts = 0
 
         async def one_attempt() -> T:
             nonlocal attempts_made
@@ -264,16 +297,18 @@ class Retrier:
             return await attempt(attempts_made)
 
         def should_retry(state: RetryCallState) -> bool:
-            nonlocal planned_wait, out_of_budget
+            nonlocal planned_wait, out_of_budget, throttled_attempts
             assert state.outcome is not None  # noqa: S101 -- tenacity sets it before asking
             error = state.outcome.exception()
-            if not isinstance(error, APIError) or not policy.is_retryable(error):
+            if not isinstance(error, APIError) or not self.may_retry(error, resend):
                 return False
             # A 429 is flow control, not failure: the server is up and asks us to slow
             # down, which the client's pace does. So it neither counts against
             # `attempts` nor spends the outage budget; the deadline still bounds it.
             throttled = isinstance(error, RateLimitError) and policy.attempts > 1
-            if state.attempt_number >= policy.attempts and not throttled:
+            if throttled:
+                throttled_attempts += 1
+            elif state.attempt_number - throttled_attempts >= policy.attempts:
                 return False
             wait = policy.backoff(state.attempt_number, error, self._rand)
             # The next attempt also waits out any client-wide pause; if that ends past

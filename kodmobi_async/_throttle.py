@@ -105,14 +105,17 @@ class Pace:
     increase / multiplicative decrease) and AWS's adaptive retry mode:
 
     - No 429 seen: no pacing at all, and no cost on the hot path.
-    - First 429: start from a safe guess (what the server accepted over the last
-      second), then *slow start*: double the rate every ``SLOW_START_DOUBLING``
-      seconds of saturated sending until the next 429.
+    - First 429: start from a guess (what the client sent in the last second or so),
+      then *slow start*: each accepted answer adds ``1 / SLOW_START_DOUBLING``
+      requests/s, which doubles the rate every ``SLOW_START_DOUBLING`` seconds of
+      answers, until the next 429.
     - Each later 429 cuts the rate by ``DECREASE`` (x0.9), once per round of slots: a
       429 for a request whose slot was planned before the last cut reflects the old
       rate, not the new one.
-    - While callers queue for slots and no 429 comes, the rate grows by ``INCREASE``
-      (5 %) per second, probing for a higher limit; a limit that rose is found again.
+    - While callers queue for slots and no 429 comes, each accepted answer adds
+      ``INCREASE`` requests/s (5 % a second), probing for a higher limit; a limit that
+      rose is found again. Growth comes from answers only: a server that answers
+      nothing but 429 never sees the pace rise.
     - ``FORGET_AFTER`` seconds without a 429: pacing ends (back to unlimited).
 
     With an explicit ``ceiling`` (``KodMobiClient(rate_limit=...)``) pacing starts at
@@ -137,7 +140,6 @@ class Pace:
 
     __slots__ = (
         "_ceiling",
-        "_grown_at",
         "_last_cut",
         "_last_throttled",
         "_next_slot",
@@ -155,7 +157,6 @@ class Pace:
         self._next_slot = 0.0
         self._last_cut = float("-inf")
         self._last_throttled = float("-inf")
-        self._grown_at = 0.0
         self._waited_at = float("-inf")
         # Request starts counted per whole second of the clock while unpaced:
         # [which second, starts in it, starts in the second before]. Two counters, not
@@ -197,7 +198,6 @@ class Pace:
         if self._ceiling is None and now - self._last_throttled > self.FORGET_AFTER:
             self.rate = None
             return 0.0
-        rate = self._grow(now, rate)
         interval = 1.0 / rate
         if self._ceiling is not None and rate >= self._ceiling:
             interval *= self._CEILING_MARGIN
@@ -209,27 +209,33 @@ class Pace:
             self._waited_at = now
         return slot - now
 
-    def _grow(self, now: float, rate: float) -> float:
-        elapsed = now - self._grown_at
-        self._grown_at = now
-        # Grow only while callers are queueing for slots: an idle client has not shown
-        # that a higher rate would be accepted.
-        if elapsed <= 0 or now - self._waited_at > 1.0:
-            return rate
-        if self._slow_start:
-            rate *= 2.0 ** min(elapsed / self.SLOW_START_DOUBLING, 1.0)
-        else:
-            rate += rate * self.INCREASE * min(elapsed, 1.0)
+    def on_accepted(self, now: float) -> None:
+        """Grow after an answer that was not a 429, while callers queue for slots.
+
+        Growth is driven by accepted answers, as TCP's window grows by acknowledgements,
+        never by time alone: a server that accepts nothing gets no faster pace. In slow
+        start each answer adds ``1 / SLOW_START_DOUBLING`` requests/s (the rate doubles
+        every ``SLOW_START_DOUBLING`` seconds of answers); after it, ``INCREASE``, which
+        grows the rate by that share per second of answers.
+        """
+        rate = self.rate
+        # An idle client has not shown that a higher rate would be accepted.
+        if rate is None or now - self._waited_at > 1.0:
+            return
+        rate += 1.0 / self.SLOW_START_DOUBLING if self._slow_start else self.INCREASE
         if self._ceiling is not None:
             rate = min(rate, self._ceiling)
         self.rate = rate
-        return rate
 
     def on_throttled(self, planned_at: float, now: float) -> None:
         """Slow down after a 429 for a request whose slot was taken at ``planned_at``."""
         self._last_throttled = now
         if planned_at < self._last_cut:
             return  # planned at the old rate; the cut already answered it
+        if self._slow_start and planned_at < self._last_cut + self.SLOW_START_DOUBLING:
+            # Right after the first 429 the bucket is still being emptied by requests
+            # sent before pacing began; a 429 then says nothing about the new rate.
+            return
         self._last_cut = now
         if self.rate is None:
             recent = self._recent
@@ -239,7 +245,6 @@ class Pace:
             self.rate = max(self.MIN_RATE, counted)
             self._slow_start = True
             self._next_slot = now
-            self._grown_at = now
             return
         self._slow_start = False
         self.rate = max(self.MIN_RATE, self.rate * self.DECREASE)

@@ -49,12 +49,20 @@ class TestPaceArithmetic:
 
     def test_a_429_for_a_slot_planned_before_the_last_cut_does_not_cut_again(self) -> None:
         pace = throttled_pace(starts=100)
-        pace.on_throttled(planned_at=10.05, now=10.1)  # planned after the first cut
+        pace.on_throttled(planned_at=10.15, now=10.2)  # planned after the first cut
         assert pace.rate == pytest.approx(90.0)
-        pace.on_throttled(planned_at=10.09, now=10.2)  # planned before the second
+        pace.on_throttled(planned_at=10.19, now=10.3)  # planned before the second
         assert pace.rate == pytest.approx(90.0)
-        pace.on_throttled(planned_at=10.15, now=10.3)
+        pace.on_throttled(planned_at=10.25, now=10.4)
         assert pace.rate == pytest.approx(81.0)
+
+    def test_in_slow_start_a_429_for_a_slot_planned_just_after_the_cut_is_ignored(
+        self,
+    ) -> None:
+        # Requests sent before pacing began are still emptying the server's bucket.
+        pace = throttled_pace(starts=100)
+        pace.on_throttled(planned_at=10.05, now=10.1)
+        assert pace.rate == 100.0
 
     def test_the_rate_never_falls_below_one_request_a_second(self) -> None:
         pace = throttled_pace(starts=2)
@@ -62,31 +70,31 @@ class TestPaceArithmetic:
             pace.on_throttled(planned_at=10.0 + step, now=10.0 + step)
         assert pace.rate == Pace.MIN_RATE
 
-    def test_the_rate_grows_only_while_callers_queue_for_slots(self) -> None:
+    def test_slow_start_doubles_the_rate_per_tenth_of_a_second_of_answers(self) -> None:
         pace = throttled_pace(starts=100)
-        pace.on_throttled(10.01, 10.01)  # leaves slow start: additive growth from here
-        rate = pace.rate
-        assert rate is not None
-        for _ in range(50):  # queueing: each slot waits
-            pace.reserve(10.02, FAR)
-        pace.reserve(10.5, FAR)
-        assert pace.rate is not None
-        assert pace.rate > rate
-        idle = Pace()
-        for _ in range(100):
-            idle.note_start(10.0)
-        idle.on_throttled(10.0, 10.0)
-        idle.on_throttled(10.01, 10.01)
-        idle_rate = idle.rate
-        idle.reserve(15.0, FAR)  # one call, after seconds of silence: no queue
-        assert idle.rate == idle_rate
-
-    def test_slow_start_doubles_the_rate_each_tenth_of_a_second_of_queueing(self) -> None:
-        pace = throttled_pace(starts=100)
-        for _ in range(30):
-            pace.reserve(10.0, FAR)
-        pace.reserve(10.1, FAR)
+        pace.reserve(10.0, FAR)
+        pace.reserve(10.0, FAR)  # a caller queues
+        for _ in range(10):  # 0.1 s of answers at 100/s
+            pace.on_accepted(10.05)
         assert pace.rate == pytest.approx(200.0)
+
+    def test_after_slow_start_each_answer_adds_a_little(self) -> None:
+        pace = throttled_pace(starts=100)
+        pace.on_throttled(planned_at=10.2, now=10.2)  # ends slow start: 90/s
+        pace.reserve(10.2, FAR)
+        pace.reserve(10.2, FAR)
+        for _ in range(90):  # one second of answers
+            pace.on_accepted(10.3)
+        assert pace.rate == pytest.approx(90.0 * 1.05)
+
+    def test_the_rate_grows_only_while_callers_queue_and_answers_come(self) -> None:
+        pace = throttled_pace(starts=100)
+        pace.on_accepted(12.0)  # nobody has waited for a slot in the last second
+        assert pace.rate == 100.0
+        only_429 = throttled_pace(starts=100)
+        for _ in range(50):
+            only_429.reserve(10.0, FAR)
+        assert only_429.rate == 100.0  # time alone never raises the pace
 
     def test_pacing_ends_after_thirty_quiet_seconds(self) -> None:
         pace = throttled_pace()
@@ -116,9 +124,10 @@ class TestPaceArithmetic:
         pace.reserve(0.0, FAR)
         pace.on_throttled(0.0, 0.1)
         assert pace.rate == pytest.approx(9.0)
-        now = 0.1
-        for _ in range(2000):
-            now += pace.reserve(now, FAR) or 0.0
+        pace.reserve(0.1, FAR)
+        pace.reserve(0.1, FAR)
+        for _ in range(1000):
+            pace.on_accepted(0.2)
         assert pace.rate == 10.0
 
 
