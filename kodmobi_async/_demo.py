@@ -52,9 +52,9 @@ RETRY_AFTER_SECONDS: Final = 1
 #: Requests per second the demo's fake admits. Below what a batch of 2,000 lookups
 #: reaches on loopback even on a slow machine, so the limit is met; high enough that
 #: the default demo still takes a few seconds only.
-RATE_LIMIT: Final = 500.0
+RATE_LIMIT: Final = 400.0
 #: Requests the fake's bucket admits at once: a tenth of a second's worth.
-RATE_BURST: Final = 50.0
+RATE_BURST: Final = 40.0
 # How often the demo reads the client's pace, for the "paced at" of the report.
 _PACE_SAMPLE_SECONDS: Final = 0.1
 _THROTTLED: Final = 429
@@ -262,8 +262,7 @@ def _scripted_lines(counts: Counter[Expected], faults: bool) -> list[str]:
     return [
         f"Scripted: {_plural(counts[Expected.DROP], 'dropped connection')}, "
         f"{counts[Expected.UNAVAILABLE]} x 503, "
-        f"{counts[Expected.PAUSED]} x 503 with Retry-After: {RETRY_AFTER_SECONDS} "
-        "(pauses the client), "
+        f"{counts[Expected.PAUSED]} x 503 with Retry-After: {RETRY_AFTER_SECONDS}, "
         f"{_plural(counts[Expected.NOT_FOUND], 'unknown id')}",
         f"Rate limit: {RATE_LIMIT:g} requests/s per key, burst {RATE_BURST:g}, "
         f"429 with Retry-After: {RETRY_AFTER_SECONDS} above it",

@@ -644,8 +644,8 @@ class TestDemo:
         assert not ANSI_ESCAPE.search(result.stdout)
         out = result.stdout
         assert (
-            "Scripted: 9 dropped connections, 12 x 503, 1 x 503 with Retry-After: 1 (pauses the "
-            "client), 6 unknown ids\n"
+            "Scripted: 9 dropped connections, 12 x 503, 1 x 503 with Retry-After: 1, "
+            "6 unknown ids\n"
             f"Rate limit: {RATE_LIMIT:g} requests/s per key, burst {RATE_BURST:g}, 429 with "
             "Retry-After: 1 above it\n"
         ) in out
