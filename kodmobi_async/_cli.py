@@ -18,23 +18,28 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from . import __version__, _cli_output
+from ._cli_output import pace_status
 from ._client import DEFAULT_TIMEOUT, KodMobiClient
 from ._errors import AuthenticationError, ConfigurationError, KodMobiError, PermissionDeniedError
 from ._protocol import API_KEY_ENV, BASE_URL_ENV, resolve_base_url
+from ._throttle import Pace
 
 if TYPE_CHECKING:
     from ._batch import Outcome
 
 __all__ = ["build_parser", "main", "parse_ids"]
+
+_logger = logging.getLogger("kodmobi_async.cli")
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -47,6 +52,9 @@ DEFAULT_CONCURRENCY: Final = 50
 DEMO_SESSIONS: Final = 2000
 SERVE_FAKE_SESSIONS: Final = 3
 _SHOWN_SESSIONS: Final = 5
+_COMPUTED: Final = "computed"
+_NO_HEADER: Final = "none"
+_DEFAULT_RETRY_AFTER: Final = 1
 
 _EXIT_STATUS_HELP: Final = """\
 exit status:
@@ -72,6 +80,7 @@ examples:
   kodmobi channels                             # the project's channels
   kodmobi channels 01HZX3Q8V6W4T1N6B2C3D4E5F6 01HZX3Q8V6W4T1N6B2C3D4E5F7
   kodmobi channels --from-file ids.txt --format jsonl | jq .
+  kodmobi channels --from-file ids.txt --rate-limit 400 --format csv > channels.csv
   grep -o '01[0-9A-Z]\\{{24\\}}' app.log | kodmobi channels --from-file - --format csv
 
 The API key comes from --api-key or {API_KEY_ENV} (prefer the variable: command
@@ -79,6 +88,11 @@ lines are visible to other users of the machine); the base URL from --base-url o
 {BASE_URL_ENV}. A progress bar is drawn on stderr when stderr is a terminal (and
 rich, from the cli extra, is installed; json, jsonl and csv need nothing more).
 Failed lookups are output as error records and counted on stderr.
+
+When kod.mobi answers 429 (too many requests), the client slows down to the pace it
+accepts and retries; the progress bar then says "rate-limited: pacing at N req/s",
+and "paused by kod.mobi, resuming in N s" while kod.mobi asked for a pause. If you
+know your project's limit, --rate-limit keeps to it from the start, without any 429.
 
 {_cli_output.FORMATS_HELP}
 
@@ -90,9 +104,11 @@ examples:
   kodmobi demo --sessions 5000 --no-faults
 
 The demo starts a fake kod.mobi on loopback in this process and scripts faults:
-some sessions get one dropped connection, some one 503, one gets a 429 with
-Retry-After: 1, and some ids are unknown (404 expected). It then looks every session
-up through the real client and reports what happened.
+some sessions get one dropped connection, some one 503, the one in the middle a 503
+with Retry-After: 1 (which pauses the whole client), and some ids are unknown (404
+expected). The fake also admits only 400 requests/s (429 above that), so the client
+has to find that pace. It then looks every session up through the real client and
+reports what happened.
 
 exit status:
   0    every session ended as scripted (recovered, or the expected error)
@@ -102,13 +118,16 @@ exit status:
 _SERVE_FAKE_EPILOG: Final = f"""\
 examples:
   kodmobi serve-fake --port 8765 --sessions 100 --write-ids ids.txt
+  kodmobi serve-fake --rate-limit 50 --burst 5 --retry-after computed
   # in another shell:
   export {BASE_URL_ENV}=http://127.0.0.1:8765 {API_KEY_ENV}=kodmobi-fake-public-key
   kodmobi channels --from-file ids.txt
 
 The fake answers GET /session/channels like kod.mobi: the project's channels, a
 session's channels, 400 for a malformed id, 404 for an unknown one, 401 for a wrong
-key. It stops cleanly on Ctrl-C or SIGTERM."""
+key. With --rate-limit it admits that many requests a second per key (a token bucket
+holding --burst requests) and answers the excess 429 with Retry-After, as kod.mobi's
+gateway does. It stops cleanly on Ctrl-C or SIGTERM."""
 
 
 class UsageError(Exception):
@@ -146,6 +165,48 @@ def _port(text: str) -> int:
         msg = f"expected a port from 0 to 65535, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
+
+
+def _finite_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _client_rate(text: str) -> float:
+    value = _finite_float(text)
+    if value is None or value < Pace.MIN_RATE:
+        msg = f"expected requests per second >= {Pace.MIN_RATE:g}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _server_rate(text: str) -> float:
+    value = _finite_float(text)
+    if value is None or value <= 0:
+        msg = f"expected requests per second > 0, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _burst(text: str) -> float:
+    value = _finite_float(text)
+    if value is None or value < 1:
+        msg = f"expected a number of requests >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _retry_after(text: str) -> int | str | None:
+    if text in (_COMPUTED, _NO_HEADER):
+        return None if text == _NO_HEADER else _COMPUTED
+    try:
+        return _non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        msg = f"expected whole seconds >= 0, {_COMPUTED!r} or {_NO_HEADER!r}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _positive_seconds(text: str) -> float:
@@ -254,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="deadline of each lookup, retries included (default: %(default)g)",
     )
     channels.add_argument(
+        "--rate-limit",
+        type=_client_rate,
+        metavar="R",
+        help="send at most R requests a second, for a project whose kod.mobi limit you "
+        "know (default: none; the client slows down by itself when kod.mobi answers 429)",
+    )
+    channels.add_argument(
         "--language",
         choices=("en", "ru"),
         help="language of kod.mobi's error texts (default: the service's, English)",
@@ -288,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="script dropped connections, 503s, a 429 and unknown ids (default: on)",
+        help="script dropped connections, 503s, unknown ids and a rate limit (default: on)",
     )
     demo.add_argument(
         "--concurrency",
@@ -326,6 +394,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--write-ids", metavar="PATH", help="write every session id to PATH, one per line"
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=_server_rate,
+        metavar="R",
+        help="admit R requests a second per API key, 429 above that (default: no limit)",
+    )
+    serve.add_argument(
+        "--burst",
+        type=_burst,
+        metavar="B",
+        help="requests a key may send at once, with --rate-limit (default: R/10, at least 1)",
+    )
+    serve.add_argument(
+        "--retry-after",
+        type=_retry_after,
+        default=argparse.SUPPRESS,
+        metavar="N|computed|none",
+        help="Retry-After of a 429, with --rate-limit: N whole seconds, 'computed' (the "
+        "wait until the key may send again) or 'none' for no header (default: "
+        f"{_DEFAULT_RETRY_AFTER})",
     )
     serve.set_defaults(handler=_run_serve_fake)
     return parser
@@ -474,6 +563,7 @@ def _run_channels(args: argparse.Namespace, scrub: Callable[[str], str]) -> int:
             language=args.language,
             max_connections=args.concurrency,
             allow_http=args.allow_http,
+            rate_limit=args.rate_limit,
         )
     except ConfigurationError as exc:
         if not args.allow_http and _refused_only_for_plain_http(args.base_url):
@@ -533,10 +623,13 @@ async def _look_up(
         # Without rich the bar is left out rather than refused: it is decoration, and
         # the machine formats must run with the core package alone.
         enabled = bool(ids) and _cli_output.is_terminal(sys.stderr) and _cli_output.has_rich()
-        with _cli_output.progress_bar(len(ids), "looking up", enabled=enabled) as on_progress:
-            result = await client.gather_session_channels(
-                ids, concurrency=concurrency, on_progress=on_progress
-            )
+        with _cli_output.progress_bar(
+            len(ids), "looking up", enabled=enabled, status=lambda: pace_status(client.pace)
+        ) as on_progress:
+            async with _cli_output.pace_log(lambda: client.pace, _logger):
+                result = await client.gather_session_channels(
+                    ids, concurrency=concurrency, on_progress=on_progress
+                )
         return list(result.items())
 
 
@@ -562,9 +655,28 @@ def _run_demo(args: argparse.Namespace, scrub: Callable[[str], str]) -> int:
 # -- serve-fake ----------------------------------------------------------------------
 
 
+def _rate_limit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``FakeKodMobi``'s rate-limit arguments from serve-fake's options."""
+    if args.rate_limit is None:
+        for given, name in (
+            (args.burst is not None, "--burst"),
+            ("retry_after" in args, "--retry-after"),
+        ):
+            if given:
+                msg = f"{name} needs --rate-limit"
+                raise UsageError(msg)
+        return {}
+    return {
+        "rate_limit": args.rate_limit,
+        "burst": args.burst,
+        "retry_after": getattr(args, "retry_after", _DEFAULT_RETRY_AFTER),
+    }
+
+
 def _run_serve_fake(args: argparse.Namespace, scrub: Callable[[str], str]) -> int:
+    limits = _rate_limit_options(args)
     try:
-        requests = asyncio.run(_serve_fake(args.port, args.sessions, args.write_ids))
+        requests = asyncio.run(_serve_fake(args.port, args.sessions, args.write_ids, limits))
     except KeyboardInterrupt:  # where signal handlers cannot be installed (Windows)
         requests = None
     served = "" if requests is None else f" after {requests} request(s)"
@@ -572,10 +684,15 @@ def _run_serve_fake(args: argparse.Namespace, scrub: Callable[[str], str]) -> in
     return EXIT_OK
 
 
-async def _serve_fake(port: int, sessions: int, write_ids: str | None) -> int:
+async def _serve_fake(
+    port: int, sessions: int, write_ids: str | None, limits: dict[str, Any]
+) -> int:
     from .testing import FakeKodMobi  # aiohttp.web is only needed here
 
-    fake = FakeKodMobi(port=port)
+    try:
+        fake = FakeKodMobi(port=port, **limits)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         await fake.start()
     except OSError as exc:
@@ -586,7 +703,8 @@ async def _serve_fake(port: int, sessions: int, write_ids: str | None) -> int:
             ids = fake.add_sessions(sessions)
             if write_ids is not None:
                 _write_ids(write_ids, ids)
-            print(_banner(fake.url, fake.api_key, ids, write_ids), flush=True)
+            limit = _limit_line(fake.rate_limit, fake.burst, limits.get("retry_after"))
+            print(_banner(fake.url, fake.api_key, ids, write_ids, limit), flush=True)
             await stop.wait()
         return fake.request_count
     finally:
@@ -624,7 +742,21 @@ def _write_ids(path: str, ids: list[str]) -> None:
         raise UsageError(msg) from None
 
 
-def _banner(url: str, key: str, ids: list[str], write_ids: str | None) -> str:
+def _limit_line(rate: float | None, burst: float | None, retry_after: object) -> str | None:
+    if rate is None or burst is None:
+        return None
+    if retry_after is None:
+        answer = "no Retry-After"
+    elif retry_after == _COMPUTED:
+        answer = "Retry-After computed (seconds until the key may send again)"
+    else:
+        answer = f"Retry-After {retry_after}"
+    return f"Rate limit: {rate:g}/s per key, burst {burst:g}, {answer}"
+
+
+def _banner(
+    url: str, key: str, ids: list[str], write_ids: str | None, limit: str | None = None
+) -> str:
     shown = " ".join(ids[:_SHOWN_SESSIONS])
     more = len(ids) - _SHOWN_SESSIONS
     if more > 0:
@@ -634,6 +766,7 @@ def _banner(url: str, key: str, ids: list[str], write_ids: str | None) -> str:
         f"Fake kod.mobi serving on {url} (Ctrl-C to stop)",
         f"API key:  {key}",
         f"Sessions: {shown or 'none'}",
+        *([limit] if limit else []),
         "",
         "Point the SDK or the CLI at it:",
         f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}={key}",

@@ -16,6 +16,10 @@ know yet); ``is_active`` a boolean; ``timeout`` whole seconds of cool-down left.
 (kod.mobi's machine code) are ``null`` unless kod.mobi answered with an error status.
 A session with no channels yields no record.
 
+While a batch is held back, the bar says why: :func:`pace_status` words the client's
+:class:`~kodmobi_async.PaceState` ("rate-limited: pacing at 48 req/s", "paused by
+kod.mobi, resuming in 3 s"), and :func:`pace_log` logs the same changes for ``-v``.
+
 rich is imported only where a table or a progress bar is drawn, so this module and the
 machine formats work without the ``cli`` extra; :func:`require_rich` says what to
 install when it is missing, and :func:`has_rich` lets a caller go without the bar.
@@ -23,11 +27,14 @@ install when it is missing, and :func:`has_rich` lets a caller go without the ba
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import importlib.util
 import json
-from collections.abc import Callable, Iterable, Iterator
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from ._errors import APIStatusError, KodMobiError
@@ -35,6 +42,7 @@ from ._models import SessionChannel
 
 if TYPE_CHECKING:
     from ._batch import Outcome, ProgressCallback
+    from ._throttle import PaceState
 
 __all__ = [
     "CHANNEL_FIELDS",
@@ -51,6 +59,8 @@ __all__ = [
     "has_rich",
     "is_error",
     "is_terminal",
+    "pace_log",
+    "pace_status",
     "progress_bar",
     "records",
     "require_rich",
@@ -89,6 +99,8 @@ _INSTALL_HINT: Final = "install kodmobi-async[cli] (pip install 'kodmobi-async[c
 _MIN_SECRET_LENGTH: Final = 4
 _MASK: Final = "***"
 _UNWRAPPED_WIDTH: Final = 1000
+# How often pace_log looks at the client: often enough to catch a one-second pause.
+_PACE_POLL_SECONDS: Final = 0.2
 
 
 class RichMissingError(Exception):
@@ -324,6 +336,85 @@ def is_terminal(stream: IO[str]) -> bool:
         return False
 
 
+def _per_second(rate: float) -> str:
+    return f"{rate:,.0f} req/s" if rate >= 10 else f"{rate:.1f} req/s"
+
+
+def _pace_kind(state: PaceState) -> str:
+    """What holds the client back, in a word: paused, rate-limited, capped, or ``""``."""
+    if state.paused_for > 0:
+        return "paused"
+    if state.rate is None:
+        return ""
+    # The pace never grows past the ceiling, so a rate below it was cut by 429s.
+    if state.ceiling is not None and state.rate >= state.ceiling:
+        return "capped"
+    return "rate-limited"
+
+
+def pace_status(state: PaceState) -> str:
+    """Say in a few words what holds a client back, for a progress bar or a log line.
+
+    Args:
+        state: The client's :attr:`~kodmobi_async.KodMobiClient.pace`.
+
+    Returns:
+        ``"paused by kod.mobi, resuming in 3 s"`` during a pause kod.mobi asked for,
+        ``"rate-limited: pacing at 48 req/s"`` while kod.mobi's 429s set the pace,
+        ``"pacing at 50 req/s (the set limit)"`` while an explicit ``rate_limit`` does,
+        and ``""`` while nothing does.
+    """
+    kind = _pace_kind(state)
+    if kind == "paused":
+        return f"paused by kod.mobi, resuming in {math.ceil(state.paused_for)} s"
+    if kind == "capped" and state.rate is not None:
+        return f"pacing at {_per_second(state.rate)} (the set limit)"
+    if kind == "rate-limited" and state.rate is not None:
+        return f"rate-limited: pacing at {_per_second(state.rate)}"
+    return ""
+
+
+@contextlib.asynccontextmanager
+async def pace_log(
+    read: Callable[[], PaceState], logger: logging.Logger, *, every: float = _PACE_POLL_SECONDS
+) -> AsyncIterator[None]:
+    """Log an INFO line whenever what holds the client back changes, while the block runs.
+
+    The pace changes with every 429 and success, so only a change of kind is logged
+    (pacing starts, a pause starts, pacing ends), not every new rate. Nothing runs
+    unless ``logger`` is enabled for INFO.
+
+    Args:
+        read: Returns the client's current :attr:`~kodmobi_async.KodMobiClient.pace`.
+        logger: Where the lines go.
+        every: Seconds between two looks at the pace.
+
+    Yields:
+        Nothing; the watch ends with the block.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        yield
+        return
+
+    async def watch() -> None:
+        kind = ""
+        while True:
+            state = read()
+            now = _pace_kind(state)
+            if now != kind:
+                logger.info("%s", pace_status(state) or "no longer held back by kod.mobi")
+                kind = now
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 @contextlib.contextmanager
 def progress_bar(
     total: int | None,
@@ -331,14 +422,21 @@ def progress_bar(
     *,
     enabled: bool,
     transient: bool = True,
+    status: Callable[[], str] | None = None,
 ) -> Iterator[ProgressCallback | None]:
     """A progress bar on stderr with count, rate and ETA, fed by ``on_progress``.
+
+    The bar redraws itself ten times a second, from a thread of rich's, so its clock
+    and its status move even while no lookup finishes.
 
     Args:
         total: How many lookups the batch will make, if known.
         description: The label left of the bar.
         enabled: Draw it (the CLI passes whether stderr is a terminal).
         transient: Erase the bar when the batch is done.
+        status: Returns a short text to show under the bar at each redraw, such as
+            :func:`pace_status` of the client's pace; it runs on rich's thread, so it
+            must only read.
 
     Yields:
         The ``on_progress(done, total)`` callback to hand to the batch, or ``None``
@@ -351,7 +449,7 @@ def progress_bar(
         yield None
         return
     require_rich()
-    from rich.console import Console  # rich is optional: see the module docstring
+    from rich.console import Console, RenderableType  # rich is optional: see the docstring
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -372,7 +470,20 @@ def progress_bar(
             speed = task.finished_speed or task.speed
             return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
 
-    progress = Progress(
+    class StatusProgress(Progress):
+        """The bar, and below it whatever ``status`` says at this redraw.
+
+        A line of its own, not a column: next to the bar's columns the status would
+        wrap on an 80-column terminal.
+        """
+
+        def get_renderables(self) -> Iterable[RenderableType]:
+            yield from super().get_renderables()
+            said = status() if status is not None else ""
+            if said:
+                yield Text(said, style="yellow")
+
+    progress = StatusProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),

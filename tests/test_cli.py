@@ -6,6 +6,7 @@ can wait on the CLI process without blocking the server's event loop.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,9 +24,10 @@ from pathlib import Path
 import pytest
 
 import kodmobi_async
+from kodmobi_async import NotFoundError, RateLimitError
 from kodmobi_async._cli import build_parser, main
 from kodmobi_async._cli_output import CHANNEL_FIELDS, CSV_FIELDS, ERROR_FIELDS
-from kodmobi_async._demo import Expected, Plan, check, make_plan, run_demo
+from kodmobi_async._demo import RATE_BURST, RATE_LIMIT, Expected, Plan, check, make_plan, run_demo
 from kodmobi_async.testing import FakeKodMobi, Fault, RecordedRequest, new_session_id
 
 from .conftest import SECRET_KEY
@@ -397,6 +400,15 @@ class TestChannelsUsageErrors:
             ["channels", "--no-such-flag"],
             ["demo", "--sessions", "many"],
             ["serve-fake", "--port", "70000"],
+            ["channels", "--rate-limit", "0"],
+            ["channels", "--rate-limit", "0.5"],
+            ["channels", "--rate-limit", "fast"],
+            ["channels", "--rate-limit", "inf"],
+            ["serve-fake", "--rate-limit", "-1"],
+            ["serve-fake", "--rate-limit", "nan"],
+            ["serve-fake", "--rate-limit", "5", "--burst", "0.5"],
+            ["serve-fake", "--rate-limit", "5", "--retry-after", "soon"],
+            ["serve-fake", "--rate-limit", "5", "--retry-after", "-1"],
             [],
         ],
     )
@@ -408,6 +420,12 @@ class TestChannelsUsageErrors:
         assert "Traceback" not in result.stderr
         assert result.stderr.splitlines()[-1].startswith("kodmobi")
 
+    @pytest.mark.parametrize("option", [["--burst", "3"], ["--retry-after", "computed"]])
+    def test_serve_fake_limit_options_need_a_rate_limit(self, option: list[str]) -> None:
+        result = run_cli("serve-fake", *option, key=None)
+
+        assert_one_line_error(result, f"{option[0]} needs --rate-limit")
+
     def test_the_table_without_rich_says_what_to_install_before_any_lookup(
         self, fake_in_thread: FakeKodMobi
     ) -> None:
@@ -417,6 +435,43 @@ class TestChannelsUsageErrors:
             result, "--format table", "install kodmobi-async[cli]", "--format json, jsonl or csv"
         )
         assert fake_in_thread.requests == []
+
+
+class TestChannelsRateLimit:
+    def test_rate_limit_keeps_to_the_pace_without_a_429(self, fake_in_thread: FakeKodMobi) -> None:
+        # A tight bucket: the 60 ids sent freely would meet 429s within the first 4.
+        fake_in_thread.set_rate_limit(40, burst=4)
+        ids = fake_in_thread.add_sessions(60)
+
+        result = run_cli(
+            "channels", *ids, "--rate-limit", "40", "--format", "jsonl", fake=fake_in_thread
+        )
+
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 240
+        requests = fake_in_thread.requests
+        assert [r.status for r in requests] == [200] * 60
+        # 59 gaps of at least 1/40 s: the pace, not the server, spaced them.
+        assert requests[-1].received_at - requests[0].received_at >= 59 / 40 * 0.95
+        assert fake_in_thread.max_requests_in_window(1.0) <= 40 + 4
+
+    def test_without_it_a_429_slows_the_batch_and_loses_no_id(
+        self, fake_in_thread: FakeKodMobi
+    ) -> None:
+        fake_in_thread.set_rate_limit(100, burst=5)
+        ids = fake_in_thread.add_sessions(150)
+
+        result = run_cli("-v", "channels", *ids, "--format", "jsonl", fake=fake_in_thread)
+
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 600
+        assert 429 in {r.status for r in fake_in_thread.requests}
+        # -v says when the client starts pacing itself, once, not per request.
+        paced = re.findall(
+            r"kodmobi_async\.cli: rate-limited: pacing at [\d,.]+ req/s", result.stderr
+        )
+        assert 1 <= len(paced) <= 3, result.stderr
+        assert SECRET_KEY not in result.stderr
 
 
 class TestWithoutRich:
@@ -500,6 +555,33 @@ class TestProgressBar:
         assert len(stdout.splitlines()) == 800
 
     @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+    def test_shows_the_pace_kod_mobis_429s_set(self, fake_in_thread: FakeKodMobi) -> None:
+        fake_in_thread.set_rate_limit(100, burst=5)
+        ids = fake_in_thread.add_sessions(150)
+
+        returncode, terminal, stdout = _run_with_terminal_stderr(
+            ["-m", "kodmobi_async", "channels", *ids, "--format", "jsonl"], fake_in_thread
+        )
+
+        assert returncode == 0, terminal
+        assert len(stdout.splitlines()) == 600
+        assert re.search(rb"rate-limited: pacing at [\d,.]+ req/s", terminal)
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+    def test_counts_down_a_pause_kod_mobi_asked_for(self, fake_in_thread: FakeKodMobi) -> None:
+        ids = fake_in_thread.add_sessions(150)
+        # A 503 with Retry-After pauses the whole client; the bar keeps redrawing.
+        fake_in_thread.script_session(ids[10], Fault.status(503, retry_after=1), times=1)
+
+        returncode, terminal, stdout = _run_with_terminal_stderr(
+            ["-m", "kodmobi_async", "channels", *ids, "--format", "jsonl"], fake_in_thread
+        )
+
+        assert returncode == 0, terminal
+        assert len(stdout.splitlines()) == 600
+        assert b"paused by kod.mobi, resuming in 1 s" in terminal
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
     def test_left_out_on_a_terminal_without_rich(self, fake_in_thread: FakeKodMobi) -> None:
         ids = fake_in_thread.add_sessions(20)
 
@@ -561,10 +643,29 @@ class TestDemo:
         assert result.stderr == ""
         assert not ANSI_ESCAPE.search(result.stdout)
         out = result.stdout
-        assert "9 dropped connections, 12 x 503, 1 x 429 (Retry-After: 1), 6 unknown ids" in out
+        assert (
+            "Scripted: 9 dropped connections, 12 x 503, 1 x 503 with Retry-After: 1, "
+            "6 unknown ids\n"
+            f"Rate limit: {RATE_LIMIT:g} requests/s per key, burst {RATE_BURST:g}, 429 with "
+            "Retry-After: 1 above it\n"
+        ) in out
         assert re.search(r"Looked up +300 in [\d.]+ s \([\d,]+ lookups/s\)", out)
         assert re.search(r"Answered +294\n", out)
-        assert re.search(r"Retried, recovered 22 \(9 dropped, 12 x 503, 1 x 429\)", out)
+        recovered = re.search(
+            r"Retried, recovered (\d+) \(9 dropped, 13 x 503(?:, (\d+) after 429s only)?"
+            r"(?:, (\d+) unscripted)?\)\n",
+            out,
+        )
+        assert recovered is not None, out
+        total, after_429, unscripted = (int(n or 0) for n in recovered.groups())
+        assert total == 22 + after_429 + unscripted
+        # Whether this machine sends 300 lookups faster than the limit depends on it; if
+        # it does, every id that met a 429 still ended as planned.
+        assert re.search(
+            rf"Rate limit {RATE_LIMIT:g}/s +(\d+ x 429 on \d+ ids?(, paced at ~[\d,]+ req/s)?, "
+            r"no id lost|no 429: this machine never sent faster)\n",
+            out,
+        )
         assert re.search(r"Errors by kind +NotFoundError 6\n", out)
         assert re.search(r"As scripted +yes, all 300\n", out)
 
@@ -572,7 +673,8 @@ class TestDemo:
         result = run_cli("demo", "--sessions", "200", "--no-faults", key=None)
 
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "Scripted: no faults" in result.stdout
+        assert "Scripted: no faults, no rate limit\n" in result.stdout
+        assert "Rate limit" not in result.stdout.split("\n", 2)[2]
         assert re.search(r"Retried, recovered 0\n", result.stdout)
         assert re.search(r"Errors by kind +none", result.stdout)
         assert re.search(r"Requests sent +200\n", result.stdout)
@@ -586,9 +688,9 @@ class TestDemoPlan:
             counts = plan.counts
             assert counts[Expected.DROP] == 9
             assert counts[Expected.UNAVAILABLE] == 12
-            assert counts[Expected.RATE_LIMITED] == 1
+            assert counts[Expected.PAUSED] == 1
             assert counts[Expected.NOT_FOUND] == 6
-            assert list(plan.expected.values())[150] is Expected.RATE_LIMITED
+            assert list(plan.expected.values())[150] is Expected.PAUSED
             unknown = [sid for sid, kind in plan.expected.items() if kind is Expected.NOT_FOUND]
             with pytest.raises(KeyError):
                 fake.channels(unknown[0])
@@ -607,19 +709,62 @@ class TestDemoPlan:
         sid = new_session_id()
         requests = [_recorded(sid, 200)]
 
-        recovered, mismatches = check(Plan({sid: Expected.UNAVAILABLE}), {sid: []}, requests)
+        findings = check(Plan({sid: Expected.UNAVAILABLE}), {sid: []}, requests)
 
-        assert recovered == set()
-        assert mismatches == [f"{sid}: scripted 503, then answered, got 0 channel(s)"]
+        assert findings.recovered == frozenset()
+        assert findings.mismatches == {sid: "scripted 503, then answered, got 0 channel(s)"}
 
     def test_check_counts_recovered_ids_from_the_requests(self) -> None:
         sid = new_session_id()
         requests = [_recorded(sid, None), _recorded(sid, 200)]
 
-        recovered, mismatches = check(Plan({sid: Expected.DROP}), {sid: []}, requests)
+        findings = check(Plan({sid: Expected.DROP}), {sid: []}, requests)
 
-        assert recovered == {sid}
-        assert mismatches == []
+        assert findings.recovered == {sid}
+        assert findings.mismatches == {}
+
+    def test_check_lets_any_id_meet_429s_before_it_ends_as_planned(self) -> None:
+        ok, dropped, unknown = new_session_id(), new_session_id(), new_session_id()
+        requests = [
+            _recorded(ok, 429),
+            _recorded(dropped, 429),
+            _recorded(unknown, 429),
+            _recorded(ok, 429),
+            _recorded(ok, 200),
+            _recorded(dropped, None),
+            _recorded(unknown, 404),
+            _recorded(dropped, 200),
+        ]
+        plan = Plan({ok: Expected.OK, dropped: Expected.DROP, unknown: Expected.NOT_FOUND})
+        not_found = NotFoundError("404", status=404)
+
+        findings = check(plan, {ok: [], dropped: [], unknown: not_found}, requests)
+
+        assert findings.mismatches == {}
+        assert findings.recovered == {ok, dropped}
+        assert findings.throttled == {ok, dropped, unknown}
+        assert findings.throttled_requests == 4
+
+    def test_check_does_not_take_a_429_for_the_scripted_fault(self) -> None:
+        sid = new_session_id()
+        requests = [_recorded(sid, 429), _recorded(sid, 200)]
+
+        findings = check(Plan({sid: Expected.UNAVAILABLE}), {sid: []}, requests)
+
+        assert findings.recovered == {sid}
+        assert findings.mismatches == {sid: "scripted 503, then answered, got 0 channel(s)"}
+
+    def test_check_reports_an_id_lost_to_the_rate_limit(self) -> None:
+        sid = new_session_id()
+        requests = [_recorded(sid, 429)] * 3
+        lost = RateLimitError("kod.mobi answered 429", status=429)
+
+        findings = check(Plan({sid: Expected.OK}), {sid: lost}, requests)
+
+        assert findings.throttled == {sid}
+        assert findings.mismatches == {
+            sid: "scripted answered, got RateLimitError: kod.mobi answered 429"
+        }
 
 
 def _recorded(session_id: str, status: int | None) -> RecordedRequest:
@@ -642,51 +787,41 @@ class TestServeFake:
         self, signum: signal.Signals, tmp_path: Path
     ) -> None:
         ids_path = tmp_path / "ids.txt"
-        with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "kodmobi_async",
-                "serve-fake",
-                "--port",
-                "0",
-                "--sessions",
-                "7",
-                "--write-ids",
-                str(ids_path),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        ) as process:
-            watchdog = threading.Timer(TIMEOUT, process.kill)
-            watchdog.start()
-            try:
-                banner = "".join(_lines_until(process, "curl "))
-                url = re.search(r"KODMOBI_BASE_URL=(\S+)", banner)
-                key = re.search(r"API key: +(\S+)", banner)
-                assert url is not None
-                assert key is not None
-                ids = ids_path.read_text(encoding="utf-8").split()
-                assert len(ids) == 7
-                assert ids[0] in banner
+        with _serving("--sessions", "7", "--write-ids", str(ids_path)) as (process, banner):
+            ids = ids_path.read_text(encoding="utf-8").split()
+            assert len(ids) == 7
+            assert ids[0] in banner
+            assert "Rate limit" not in banner
 
-                request = urllib.request.Request(  # noqa: S310 -- a loopback http URL
-                    f"{url.group(1)}/session/channels?session_id={ids[0]}",
-                    headers={"x-api-key": key.group(1)},
-                )
-                with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
-                    channels = json.load(response)
+            status, _, body = _get_channels(banner, ids[0])
 
-                process.send_signal(signum)
-                _, stderr = process.communicate(timeout=TIMEOUT)
-            finally:
-                watchdog.cancel()
+            process.send_signal(signum)
+            _, stderr = process.communicate(timeout=TIMEOUT)
 
-        assert [c["type"] for c in channels] == ["whatsapp", "telegram", "sms", "email"]
+        assert status == 200
+        assert [c["type"] for c in json.loads(body)] == ["whatsapp", "telegram", "sms", "email"]
         assert process.returncode == 0
         assert "Traceback" not in stderr
         assert stderr == "kodmobi: fake kod.mobi stopped after 1 request(s)\n"
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+    def test_rate_limit_answers_the_excess_429(self) -> None:
+        args = ("--sessions", "1", "--rate-limit", "0.5", "--burst", "2", "--retry-after", "7")
+        with _serving(*args) as (process, banner):
+            assert "Rate limit: 0.5/s per key, burst 2, Retry-After 7\n" in banner
+            session_id = re.search(r"Sessions: (\S+)", banner)
+            assert session_id is not None
+
+            answers = [_get_channels(banner, session_id.group(1)) for _ in range(3)]
+
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=TIMEOUT)
+
+        assert [status for status, _, _ in answers] == [200, 200, 429]
+        _, headers, body = answers[2]
+        assert headers["Retry-After"] == "7"
+        assert json.loads(body)["sys_message"] == "ERROR_TOO_MANY_REQUESTS"
+        assert process.returncode == 0
 
     def test_a_port_in_use_is_exit_2(self, fake_in_thread: FakeKodMobi) -> None:
         port = fake_in_thread.url.rsplit(":", 1)[1]
@@ -694,6 +829,41 @@ class TestServeFake:
         result = run_cli("serve-fake", "--port", port, key=None)
 
         assert_one_line_error(result, f"127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def _serving(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run ``kodmobi serve-fake --port 0 ARGS``; yield it and its banner, killed if left."""
+    with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+        [sys.executable, "-m", "kodmobi_async", "serve-fake", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        watchdog = threading.Timer(TIMEOUT, process.kill)
+        watchdog.start()
+        try:
+            yield process, "".join(_lines_until(process, "curl "))
+        finally:
+            watchdog.cancel()
+
+
+def _get_channels(banner: str, session_id: str) -> tuple[int, Mapping[str, str], bytes]:
+    """GET a session's channels from the fake whose banner this is: status, headers, body."""
+    url = re.search(r"KODMOBI_BASE_URL=(\S+)", banner)
+    key = re.search(r"API key: +(\S+)", banner)
+    assert url is not None
+    assert key is not None
+    request = urllib.request.Request(  # noqa: S310 -- a loopback http URL
+        f"{url.group(1)}/session/channels?session_id={session_id}",
+        headers={"x-api-key": key.group(1)},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, dict(error.headers), error.read()
 
 
 def _lines_until(process: subprocess.Popen[str], marker: str) -> Iterator[str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import logging
 import sys
 
 import pytest
@@ -14,6 +16,7 @@ from kodmobi_async import (
     ChannelType,
     InvalidSessionIdError,
     NotFoundError,
+    PaceState,
     RateLimitError,
     SessionChannel,
 )
@@ -30,6 +33,8 @@ from kodmobi_async._cli_output import (
     check_format,
     error_record,
     has_rich,
+    pace_log,
+    pace_status,
     progress_bar,
     records,
     write_records,
@@ -242,6 +247,92 @@ class TestProgressBar:
             on_progress(2, 2)
 
         assert capsys.readouterr().out == ""
+
+    def test_shows_the_status_under_the_bar(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with progress_bar(
+            2, "looking up", enabled=True, transient=False, status=lambda: "rate-limited: 48"
+        ) as on_progress:
+            assert on_progress is not None
+            on_progress(2, 2)
+
+        # Off a terminal rich draws only the last frame, on stderr.
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert "2/2" in captured.err
+        assert "rate-limited: 48" in captured.err
+
+
+def pace(
+    rate: float | None = None, ceiling: float | None = None, paused_for: float = 0.0
+) -> PaceState:
+    return PaceState(rate=rate, ceiling=ceiling, paused_for=paused_for)
+
+
+class TestPaceStatus:
+    def test_says_nothing_while_nothing_holds_the_client_back(self) -> None:
+        assert pace_status(pace()) == ""
+
+    def test_names_the_pace_kod_mobis_429s_set(self) -> None:
+        assert pace_status(pace(48.4)) == "rate-limited: pacing at 48 req/s"
+        assert pace_status(pace(1234.0)) == "rate-limited: pacing at 1,234 req/s"
+        assert pace_status(pace(2.5)) == "rate-limited: pacing at 2.5 req/s"
+
+    def test_an_explicit_limit_is_not_called_rate_limiting(self) -> None:
+        assert pace_status(pace(50.0, ceiling=50.0)) == "pacing at 50 req/s (the set limit)"
+
+    def test_a_pace_cut_below_the_set_limit_is_rate_limiting(self) -> None:
+        assert pace_status(pace(45.0, ceiling=50.0)) == "rate-limited: pacing at 45 req/s"
+
+    def test_a_pause_wins_and_counts_whole_seconds_up(self) -> None:
+        state = pace(48.0, paused_for=2.1)
+
+        assert pace_status(state) == "paused by kod.mobi, resuming in 3 s"
+        assert pace_status(pace(paused_for=0.2)) == "paused by kod.mobi, resuming in 1 s"
+
+
+class TestPaceLog:
+    async def test_logs_each_change_of_kind_once(self, caplog: pytest.LogCaptureFixture) -> None:
+        states = [
+            pace(),
+            pace(80.0),
+            pace(72.0),  # a new rate, the same kind: not logged again
+            pace(72.0, paused_for=1.5),
+            pace(90.0),
+            pace(),
+        ]
+        seen = asyncio.Event()
+        index = 0
+
+        def read() -> PaceState:
+            nonlocal index
+            state = states[min(index, len(states) - 1)]
+            index += 1
+            if index >= len(states):
+                seen.set()
+            return state
+
+        logger = logging.getLogger("kodmobi_async.cli")
+        with caplog.at_level(logging.INFO, logger="kodmobi_async.cli"):
+            async with pace_log(read, logger, every=0):
+                await seen.wait()
+
+        assert [record.getMessage() for record in caplog.records] == [
+            "rate-limited: pacing at 80 req/s",
+            "paused by kod.mobi, resuming in 2 s",
+            "rate-limited: pacing at 90 req/s",
+            "no longer held back by kod.mobi",
+        ]
+
+    async def test_does_not_watch_when_info_is_off(self) -> None:
+        logger = logging.getLogger("kodmobi_async.cli.quiet")
+        logger.setLevel(logging.WARNING)
+
+        def read() -> PaceState:
+            raise AssertionError("read while INFO is off")  # pragma: no cover
+
+        async with pace_log(read, logger, every=0):
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
 
 
 class TestWithoutRich:
