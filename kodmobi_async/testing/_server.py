@@ -523,13 +523,13 @@ class FakeKodMobi(ProjectControls):
 
     @property
     def open_connections(self) -> int:
-        """TCP connections currently open on the server side."""
+        """TCP connections currently open on the server side (a pooling diagnostic)."""
         with self._lock:
             return self._open_connections
 
     @property
     def total_connections(self) -> int:
-        """TCP connections accepted since the fake was created."""
+        """TCP connections accepted since the fake was created (a pooling diagnostic)."""
         with self._lock:
             return self._total_connections
 
