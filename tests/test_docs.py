@@ -1,16 +1,18 @@
-"""The documentation: its examples run, its pages show only tested code, and it builds.
+"""The documentation: its code runs, its pages show only tested code, and it builds.
 
-Every ``docs/examples/*.py`` is a complete program. ``run_example`` runs one the way a
-reader would (``python docs/examples/x.py``) and fails on a non-zero exit or on the
-marks of a leak (an unclosed session, a destroyed task) in its stderr; the tests below
-then check what each example printed. The pages include the examples with
-``literalinclude``, and a test forbids any other Python block, so the code a reader
-sees is the code that ran here.
+The pages show their code inline, and ``docs/conftest.py`` runs it with Sybil, checking
+each ```` ```text ```` block against what the code above it printed; the tests here
+check that this harness catches a broken page. Whole programs stay files under
+``docs/examples/``: ``run_example`` runs one the way a reader would
+(``python docs/examples/x.py``) and fails on a non-zero exit or on the marks of a leak
+(an unclosed session, a destroyed task) in its stderr. A test forbids Python on a page
+that Sybil does not run, so the code a reader sees is the code that ran here.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -18,6 +20,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,16 +34,6 @@ DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 ALL_EXAMPLES = sorted(EXAMPLES.glob("*.py"))
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)
-
-sys.path.insert(0, str(EXAMPLES))
-
-import batch_checks  # noqa: E402 -- the examples are importable once their folder is on the path
-import configuration  # noqa: E402
-import errors_and_retries  # noqa: E402
-import quickstart  # noqa: E402
-import tutorial_batch  # noqa: E402
-import tutorial_errors  # noqa: E402
-import tutorial_lookup  # noqa: E402
 
 # What in an example's stderr means it leaked or crashed, even if it exited 0.
 RED_FLAGS = (
@@ -164,23 +157,40 @@ class TestEveryExample:
         assert not imported & {p.stem for p in ALL_EXAMPLES}
 
     def test_there_are_examples(self) -> None:
-        assert len(ALL_EXAMPLES) >= 9
+        assert len(ALL_EXAMPLES) >= 3
 
 
 class TestTheRunnerCatchesBrokenExamples:
     """The suite must fail when an example breaks, not only when it is missing."""
 
-    def copy_example(self, tmp_path: Path, name: str, old: str, new: str) -> Path:
-        source = (EXAMPLES / name).read_text(encoding="utf-8")
-        assert old in source, f"{old!r} is no longer in {name}; update this test"
-        broken = tmp_path / name
-        broken.write_text(source.replace(old, new), encoding="utf-8")
-        return broken
+    PROGRAM = """
+import asyncio
+
+from kodmobi_async import KodMobiClient
+from kodmobi_async.testing import FakeKodMobi
+
+
+async def main() -> None:
+    async with FakeKodMobi() as fake:
+        async with KodMobiClient(api_key=fake.api_key, base_url=fake.url) as client:
+            await client.get_session_channels()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+    def program(self, tmp_path: Path, old: str = "", new: str = "") -> Path:
+        assert old in self.PROGRAM
+        path = tmp_path / "example.py"
+        path.write_text(self.PROGRAM.replace(old, new), encoding="utf-8")
+        return path
+
+    def test_a_sound_example_passes(self, tmp_path: Path) -> None:
+        run_example(self.program(tmp_path))
 
     def test_an_example_that_raises_fails(self, tmp_path: Path) -> None:
-        broken = self.copy_example(
-            tmp_path, "quickstart.py", "client.get_session_channels()", "client.get_channels()"
-        )
+        broken = self.program(tmp_path, "client.get_session_channels()", "client.get_channels()")
 
         with pytest.raises(ExampleFailedError, match="exited 1") as caught:
             run_example(broken)
@@ -189,215 +199,81 @@ class TestTheRunnerCatchesBrokenExamples:
 
     def test_an_example_that_leaks_a_connection_pool_fails(self, tmp_path: Path) -> None:
         # Exits 0, but leaves the client (and its aiohttp session) open.
-        broken = self.copy_example(
+        broken = self.program(
             tmp_path,
-            "quickstart.py",
-            "    async with KodMobiClient() as client:",
-            "    client = await KodMobiClient().__aenter__()\n    if True:",
+            "        async with KodMobiClient(api_key=fake.api_key, base_url=fake.url) as client:",
+            "        client = await KodMobiClient(api_key=fake.api_key, base_url=fake.url)"
+            ".__aenter__()\n        if True:",
         )
 
         with pytest.raises(ExampleFailedError, match="Unclosed"):
             run_example(broken)
 
-    def test_an_example_whose_output_changed_fails_its_test(self, tmp_path: Path) -> None:
-        broken = self.copy_example(tmp_path, "quickstart.py", '"inactive"', '"active"')
 
-        output = run_example(broken).stdout
-
-        with pytest.raises(AssertionError):
-            TestQuickstart.check_output(output)
-
-
-class TestQuickstart:
-    @staticmethod
-    def check_output(output: str) -> None:
-        assert lines(output) == [
-            "whatsapp WhatsApp active",
-            "telegram Telegram inactive",
-            "sms SMS active",
-            "email Email active",
-        ]
-
-    async def test_prints_the_project_channels(self, capsys: pytest.CaptureFixture[str]) -> None:
-        await quickstart.main()
-
-        self.check_output(capsys.readouterr().out)
-
-    async def test_reads_the_key_and_url_from_the_environment(
-        self, kodmobi_fake_env: FakeKodMobi, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        await quickstart.main()
-
-        self.check_output(capsys.readouterr().out)
-        [request] = kodmobi_fake_env.requests
-        assert request.headers["x-api-key"] == kodmobi_fake_env.api_key
-
-    async def test_leaves_the_environment_as_it_was(self) -> None:
-        await quickstart.main()
-
-        assert "KODMOBI_API_KEY" not in os.environ
-        assert "KODMOBI_BASE_URL" not in os.environ
+def _load_page_harness() -> Any:
+    spec = importlib.util.spec_from_file_location("docs_conftest", DOCS / "conftest.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class TestTutorial:
-    async def test_lookup_explains_each_channel_state(
-        self, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        await tutorial_lookup.main([])
-
-        out = lines(capsys.readouterr().out)
-        assert out[0] == "The project sends codes by: whatsapp, telegram, sms, email"
-        assert re.fullmatch(r"Session [0-7][0-9A-Z]{25}:", out[1])
-        assert out[2:] == [
-            "  WhatsApp: ready",
-            "  Telegram: not reachable, the user must first open https://t.me/kodmobi_bot",
-            "  SMS: can send again in 42 s",
-            "  Email: ready",
-            "  MAX: a channel type this SDK does not know yet",
-        ]
-
-    async def test_lookup_asks_the_configured_service_about_the_given_ids(
-        self, kodmobi_fake_env: FakeKodMobi, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        session_id = kodmobi_fake_env.add_session()
-
-        await tutorial_lookup.main([session_id])
-
-        out = lines(capsys.readouterr().out)
-        assert out[1] == f"Session {session_id}:"
-        assert [r.session_id for r in kodmobi_fake_env.requests] == [None, session_id]
-
-    async def test_batch_reports_every_id_once(self, capsys: pytest.CaptureFixture[str]) -> None:
-        await tutorial_batch.main([])
-
-        out = lines(capsys.readouterr().out)
-        assert out[0] == "3 looked up, 2 failed"
-        assert out[1].endswith(": sms, email")  # WhatsApp was switched off for the first
-        assert out[2].endswith(": whatsapp, sms, email")
-        assert out[3].endswith(": whatsapp, sms, email")
-        assert out[4].endswith(": NotFoundError")
-        assert out[5] == "  not-a-session-id: InvalidSessionIdError"
-        assert len(out) == 6  # the duplicate id was looked up once
-
-    async def test_errors_end_each_case_as_described(
-        self, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        await tutorial_errors.main([])
-
-        assert lines(capsys.readouterr().out) == [
-            "a healthy session: ready on whatsapp, sms, email",
-            "a session behind two 503s: ready on whatsapp, sms, email",
-            "a session whose lookups always fail: kod.mobi is unavailable "
-            "(gave up after 4 attempts)",
-            "an unknown session: kod.mobi does not know this session; it may have expired",
-            "a malformed id: not a session id (nothing was sent)",
-        ]
+PAGE_HARNESS = _load_page_harness()
 
 
-class TestBatchChecks:
-    async def test_reports_outcomes_budget_and_pause(
-        self, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        await batch_checks.main([])
+class TestThePagesCatchBrokenCode:
+    """``docs/conftest.py`` must fail a page whose code or output is wrong."""
 
-        out = capsys.readouterr().out
-        assert "400 sessions: 390 reachable, 10 failed\n  NotFoundError: 10\n" in out
-        assert [line for line in lines(out) if "looked up" in line] == [
-            f"  {n}/400 looked up" for n in (100, 200, 300, 400)
-        ]
-        exported = [line for line in lines(out) if line.startswith('{"session_id"')]
-        assert len(exported) == 5
-        assert exported.count(next(e for e in exported if "NotFoundError" in e)) == 1
-
-        outage = re.search(r"outage: 200 lookups sent (\d+) requests", out)
-        assert outage is not None
-        assert 200 < int(outage.group(1)) <= 200 + 20  # N + budget, not N x attempts
-        assert "RetryBudgetExhaustedError: 200" in out
-
-        paced = re.search(
-            r"limit 200/s: 300 of 300 answered in ([\d.]+) s \(at least 1.5 s\), "
-            r"(\d+) x 429, pacing at (\d+)/s",
-            out,
+    def run_page(self, tmp_path: Path, old: str, new: str) -> subprocess.CompletedProcess[str]:
+        source = (DOCS / "index.md").read_text(encoding="utf-8")
+        assert old in source, f"{old!r} is no longer in index.md; update this test"
+        (tmp_path / "index.md").write_text(source.replace(old, new), encoding="utf-8")
+        (tmp_path / "conftest.py").write_bytes((DOCS / "conftest.py").read_bytes())
+        (tmp_path / "pytest.ini").write_text(
+            "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
         )
-        assert paced is not None
-        assert float(paced.group(1)) >= 1.3  # the server's pace, burst included
-        assert int(paced.group(2)) < 150  # the client slowed down instead of hammering
-        assert 20 <= int(paced.group(3)) <= 400
-
-
-class TestErrorsAndRetries:
-    async def test_shows_the_fields_and_the_waits(self, capsys: pytest.CaptureFixture[str]) -> None:
-        await errors_and_retries.main()
-
-        assert lines(capsys.readouterr().out) == [
-            "NotFoundError: status=404 sys_message='ERROR_MESSAGE_NOT_FOUND' "
-            "error='Session not found' error_params={} retry_after=None attempts=1",
-            "RateLimitError: status=429 sys_message='ERROR_TOO_MANY_REQUESTS' "
-            "error='Too Many Requests' error_params={} retry_after=30.0 attempts=2",
-            "ServerError: status=502 sys_message=None error='502 Bad Gateway' "
-            "error_params={} retry_after=None attempts=2",
-            "503 x4: waited [0.25, 0.5, 1.0], then ServerError",
-            "503 x2: waited [0.25, 0.5], then answered",
-            "429, Retry-After 3: waited [3.0], then answered",
-            "503, retries off: waited [], then ServerError",
-        ]
-
-    def test_the_tuned_policies_fit_their_deadlines(self) -> None:
-        interactive = errors_and_retries.interactive_client(api_key="k")
-        nightly = errors_and_retries.nightly_client(api_key="k")
-
-        assert interactive.timeout == 3.0
-        assert interactive.retry_policy.attempts == 2
-        assert nightly.timeout == 120.0
-        assert nightly.retry_policy.budget == 1000
-
-
-class TestConfiguration:
-    async def test_logs_masked_ids_and_never_the_key(
-        self, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        await configuration.main()
-
-        out = capsys.readouterr().out
-        assert out.startswith("<KodMobiClient open base_url='http://127.0.0.1:")
-        assert "timeout=5 attempts=3>" in out
-        assert FakeKodMobi.DEFAULT_API_KEY not in out
-        log_lines = [line for line in lines(out) if line.startswith(("DEBUG", "WARNING"))]
-        assert [line.split()[0] for line in log_lines] == [
-            "DEBUG",  # 503
-            "WARNING",  # the retry
-            "DEBUG",  # 200
-            "DEBUG",  # 404
-            "DEBUG",  # 200, through the caller's own aiohttp session
-        ]
-        assert "attempt 1 of 3 failed with ServerError" in log_lines[1]
-        for line in log_lines:
-            masked = re.search(r"session=([0-7][0-9A-Z]{5})…([0-9A-Z]{4}) ", line)
-            assert masked is not None, line
-            assert not re.search(r"[0-7][0-9A-Z]{25}", line), line  # no whole id
-        assert (
-            "NotFoundError: kod.mobi answered 404 ERROR_MESSAGE_NOT_FOUND: Сессия не найдена" in out
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KODMOBI_")}
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", "."],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=tmp_path,
+            check=False,
         )
 
-    async def test_a_caller_session_stays_open(self, kodmobi_fake_env: FakeKodMobi) -> None:
-        import aiohttp
+    def test_the_page_as_it_is_passes(self, tmp_path: Path) -> None:
+        result = self.run_page(tmp_path, "", "")
 
-        from kodmobi_async import KodMobiClient
+        assert result.returncode == 0, result.stdout
+        assert re.search(r"\b2 passed\b", result.stdout), result.stdout
 
-        session_id = kodmobi_fake_env.add_session()
-        async with aiohttp.ClientSession() as session:
-            async with KodMobiClient(session=session) as client:
-                await client.get_session_channels(session_id)
-            assert not session.closed
-        await configuration.through_your_session(session_id)  # it closes its own
+    def test_code_that_raises_fails(self, tmp_path: Path) -> None:
+        result = self.run_page(tmp_path, "client.get_session_channels()", "client.get_channels()")
 
-        assert await kodmobi_fake_env.wait_connections_closed()
+        assert result.returncode == 1
+        assert "AttributeError" in result.stdout
 
-    def test_the_documented_client_is_what_it_says(self) -> None:
-        client = configuration.make_client("k", "https://api.kod.mobi")
+    def test_output_unlike_the_page_fails(self, tmp_path: Path) -> None:
+        result = self.run_page(tmp_path, '"inactive"', '"off"')
 
-        assert (client.timeout, client.language) == (5.0, "ru")
-        assert client.retry_policy.attempts == 3
+        assert result.returncode == 1
+        assert "the page shows:" in result.stdout
+        assert "telegram Telegram off" in result.stdout
+
+    def test_output_the_page_does_not_show_fails(self, tmp_path: Path) -> None:
+        result = self.run_page(tmp_path, "```text\nwhatsapp", "```console\nwhatsapp")
+
+        assert result.returncode == 1
+        assert "output that no ```text block shows" in result.stdout
+
+    def test_numbers_may_vary_only_where_the_page_says(self) -> None:
+        assert PAGE_HARNESS._shape("took 3.5 s, 61 x 429") == PAGE_HARNESS._shape(
+            "took 12.0 s, 7 x 429"
+        )
+        assert PAGE_HARNESS._shape("61 x 429") != PAGE_HARNESS._shape("61 x 503 retries")
 
 
 class TestYourCodeExample:
@@ -447,11 +323,15 @@ class TestPages:
         } <= names
 
     @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
-    def test_shows_python_only_from_tested_files(self, page: Path) -> None:
+    def test_shows_python_only_where_it_runs(self, page: Path) -> None:
+        allowed = set(ALLOWED_FENCES)
+        if PAGE_HARNESS.SYBIL.should_parse(page):
+            allowed.add("python")
         for directive, language, body in fences(page):
             if directive is None:
-                assert language in ALLOWED_FENCES, (
-                    f"{page.name}: a ```{language} block; include a tested file instead"
+                assert language in allowed, (
+                    f"{page.name}: a ```{language} block that no test runs; "
+                    "include a tested file instead"
                 )
             elif directive in {"{code-block}", "{code}", "{sourcecode}"}:
                 pytest.fail(f"{page.name}: {directive} shows untested code")
@@ -466,6 +346,18 @@ class TestPages:
         tested = {*ALL_EXAMPLES, *tests_of_examples, ROOT / "CHANGELOG.md"}
         for target in includes_of(page):
             assert target in tested, f"{page.name} includes {target}, which no test runs"
+
+    def test_the_pages_with_inline_code_are_run(self) -> None:
+        run = {str(p.relative_to(DOCS)) for p in PAGES if PAGE_HARNESS.SYBIL.should_parse(p)}
+
+        assert {
+            "index.md",
+            "tutorial.md",
+            "howto/batch.md",
+            "howto/errors.md",
+            "howto/configuration.md",
+        } <= run
+        assert "howto/cli.md" not in run
 
     def test_every_example_is_shown_somewhere(self) -> None:
         shown = {target for page in PAGES for target in includes_of(page)}
