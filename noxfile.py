@@ -70,9 +70,11 @@ def docs(session: nox.Session) -> None:
     session.run(
         "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
     )
-    # The pages show only code from docs/examples/; these run every one of them.
+    # The pages' inline code runs with Sybil (docs/conftest.py); the included programs
+    # run in tests/test_docs.py and the two end-to-end example tests.
     session.run(
         "pytest",
+        "docs",
         "tests/test_docs.py",
         "tests/test_examples_fastapi.py",
         "tests/test_examples_worker.py",

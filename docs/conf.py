@@ -75,6 +75,7 @@ EXTERNAL_TARGETS: dict[str, str] = {
     "collections.abc.Iterator": _PYTHON + "collections.abc.html#collections.abc.Iterator",
     "collections.abc.Mapping": _PYTHON + "collections.abc.html#collections.abc.Mapping",
     "time.monotonic": _PYTHON + "time.html#time.monotonic",
+    "datetime.datetime": _PYTHON + "datetime.html#datetime.datetime",
     "aiohttp.ClientSession": _AIOHTTP + "client_reference.html#aiohttp.ClientSession",
 }
 

@@ -87,7 +87,8 @@ def kodmobi_fake() -> Iterator[FakeKodMobi]:
 
 @pytest.fixture
 def kodmobi_fake_env(kodmobi_fake: FakeKodMobi, monkeypatch: pytest.MonkeyPatch) -> FakeKodMobi:
-    """Point ``KODMOBI_API_KEY`` and ``KODMOBI_BASE_URL`` at the ``kodmobi_fake`` server.
+    """Point ``KODMOBI_API_KEY``, ``KODMOBI_SECRET_KEY`` and ``KODMOBI_BASE_URL`` at the
+    ``kodmobi_fake`` server.
 
     Code that builds its client from the environment then talks to the fake. The
     variables are restored when the test ends.
@@ -100,5 +101,6 @@ def kodmobi_fake_env(kodmobi_fake: FakeKodMobi, monkeypatch: pytest.MonkeyPatch)
         The same fake as ``kodmobi_fake``.
     """
     monkeypatch.setenv("KODMOBI_API_KEY", kodmobi_fake.api_key)
+    monkeypatch.setenv("KODMOBI_SECRET_KEY", kodmobi_fake.secret_key)
     monkeypatch.setenv("KODMOBI_BASE_URL", kodmobi_fake.url)
     return kodmobi_fake

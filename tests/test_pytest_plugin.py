@@ -104,7 +104,7 @@ class TestImportCost:
     def test_loading_the_plugin_imports_neither_the_fake_nor_pytest_asyncio(self) -> None:
         code = (
             "import sys, kodmobi_async._pytest_plugin\n"
-            "heavy = {'aiohttp.web', 'pytest_asyncio', 'kodmobi_async._fake_server'}\n"
+            "heavy = {'aiohttp.web', 'pytest_asyncio', 'kodmobi_async.testing._server'}\n"
             "assert not heavy & set(sys.modules), heavy & set(sys.modules)"
         )
 
