@@ -19,6 +19,7 @@ from kodmobi_async import (
     ClientStateError,
     ConfigurationError,
     ConflictError,
+    InvalidArgumentError,
     InvalidSessionIdError,
     KodMobiError,
     NotFoundError,
@@ -35,7 +36,8 @@ from kodmobi_async._errors import status_error_class
 # The tree as the module docstring draws it: class -> its parent in the drawing.
 DRAWN_PARENTS: dict[type[Exception], type[Exception]] = {
     ConfigurationError: KodMobiError,
-    InvalidSessionIdError: KodMobiError,
+    InvalidArgumentError: KodMobiError,
+    InvalidSessionIdError: InvalidArgumentError,
     ClientStateError: KodMobiError,
     APIError: KodMobiError,
     APIConnectionError: APIError,
@@ -86,6 +88,7 @@ class TestTree:
         [
             (ConfigurationError, ValueError),
             (InvalidSessionIdError, ValueError),
+            (InvalidArgumentError, ValueError),
             (ClientStateError, RuntimeError),
         ],
     )
