@@ -342,7 +342,7 @@ class TestAgainstFakeServer:
     ) -> None:
         async with make_client() as client:
             await client.get_session_channels(session_ids[0])
-            session = client._session
+            session = client._transport._session
             assert session is not None
             # aiohttp internals, on purpose: this pins the private hook the client's
             # connector overrides, so an aiohttp that drops it fails here.

@@ -170,7 +170,7 @@ class TestAgainstARateLimitedServer:
                 client.gather_session_channels(ids[:100], concurrency=32),
                 client.gather_session_channels(ids[100:], concurrency=32),
             )
-            pace = client._pace.rate
+            pace = client._transport._pace.rate
         assert all(len(h.ok) == 100 for h in halves)
         assert pace is not None  # one shared pace was learned from the 429s
 

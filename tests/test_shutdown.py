@@ -92,7 +92,7 @@ class TestCloseWhileCallsAreInFlight:
         client = client_for(fake, retry=SLOW_RETRY)
         call = asyncio.ensure_future(outcome_of(client.get_session_channels()))
         assert await fake.wait_for_requests(1, timeout=10)
-        await until(lambda: client._sleepers)  # now waiting out the 30 s backoff
+        await until(lambda: client._transport._sleepers)  # now waiting out the 30 s backoff
 
         started = time.monotonic()
         await client.close()
@@ -110,7 +110,7 @@ class TestCloseWhileCallsAreInFlight:
         client = client_for(fake, retry=RetryPolicy.disabled())
         limited = await outcome_of(client.get_session_channels(ids[0]))
         waiting = asyncio.ensure_future(outcome_of(client.get_session_channels(ids[1])))
-        await until(lambda: client._sleepers)  # held at the client-wide pause
+        await until(lambda: client._transport._sleepers)  # held at the client-wide pause
 
         await client.close()
 
@@ -124,7 +124,7 @@ class TestCloseWhileCallsAreInFlight:
         fake.script(Fault.status(503))
         client = client_for(fake, retry=SLOW_RETRY)
         call = asyncio.ensure_future(client.get_session_channels())
-        await until(lambda: client._sleepers)
+        await until(lambda: client._transport._sleepers)
 
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
