@@ -5,7 +5,7 @@ Start with :class:`KodMobiClient`; test against :mod:`kodmobi_async.testing`.
 
 from __future__ import annotations
 
-from importlib.metadata import version as _version
+from typing import Any
 
 from ._calls import Endpoints
 from ._client import KodMobiClient
@@ -50,7 +50,18 @@ from ._outcomes import BatchResult, Outcome, ProgressCallback
 from ._retry import RetryPolicy
 from ._throttle import PaceState
 
-__version__ = _version("kodmobi-async")
+
+def __getattr__(name: str) -> Any:
+    # Read from the package metadata on first use: importlib.metadata costs more to
+    # import than most of this package, and most programs never ask for the version.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        value = globals()["__version__"] = version("kodmobi-async")  # asked once
+        return value
+    msg = f"module 'kodmobi_async' has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __all__ = [
     "APIConnectionError",

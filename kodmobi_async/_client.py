@@ -6,11 +6,11 @@ to try again; what is left here is sockets, deadlines and the event loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
-from importlib.metadata import version
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -77,7 +77,11 @@ MAX_CONNECTIONS = 65_536
 _MAX_RATE = 1_000_000.0
 
 
+@functools.cache
 def _user_agent() -> str:
+    # Read once, when the first client is made: not on import (see __init__).
+    from importlib.metadata import version
+
     return f"kodmobi-async/{version('kodmobi-async')} aiohttp/{aiohttp.__version__}"
 
 

@@ -11,11 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
-
-import cattrs
-from cattrs.errors import ClassValidationError, IterableValidationError
-from cattrs.gen import make_dict_structure_fn, override
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._models import (
     ChallengeSettings,
@@ -33,7 +29,10 @@ from ._models import (
     Verification,
 )
 
-__all__ = ["converter", "structure", "structure_channels"]
+if TYPE_CHECKING:
+    import cattrs
+
+__all__ = ["structure", "structure_channels"]
 
 # ISO 8601 as kod.mobi's clients read it (JS `new Date(...)`): a date, a time, optional
 # fractions and a zone; "Z" and offsets without a colon included, which Python 3.10's
@@ -166,6 +165,9 @@ def _strict_tuple(item: type[_Item], conv: cattrs.Converter) -> Callable[[Any, t
 
 
 def _make_converter() -> tuple[cattrs.Converter, Callable[[Any, Any], SessionChannel]]:
+    import cattrs
+    from cattrs.gen import make_dict_structure_fn, override
+
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(bool, _strict_bool)
@@ -202,12 +204,37 @@ def _make_converter() -> tuple[cattrs.Converter, Callable[[Any, Any], SessionCha
     return conv, fast
 
 
-converter, _fast_channel = _make_converter()
+class _Built:
+    """The converter and the hooks looked up from it, made on first use.
 
-# Looked up once: dispatching on the type for every response is measurable at batch scale.
-_channels_hook: Callable[[Any, Any], list[SessionChannel]] = converter.get_structure_hook(
-    list[SessionChannel]
-)
+    Building them imports cattrs and generates code for every model: most of this
+    package's import cost, paid instead by the first answer decoded.
+    """
+
+    def __init__(self) -> None:
+        self.converter, self.fast_channel = _make_converter()
+        # Looked up once: dispatching on the type for every response is measurable at
+        # batch scale.
+        self.channels_hook: Callable[[Any, Any], list[SessionChannel]] = (
+            self.converter.get_structure_hook(list[SessionChannel])
+        )
+
+
+_built: _Built | None = None
+
+
+def _get() -> _Built:
+    global _built
+    if _built is None:
+        _built = _Built()
+    return _built
+
+
+def __getattr__(name: str) -> Any:
+    if name == "converter":
+        return _get().converter
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 def structure_channels(data: Any) -> list[SessionChannel]:
@@ -224,12 +251,13 @@ def structure_channels(data: Any) -> list[SessionChannel]:
     if type(data) is not list:
         msg = f"expected a JSON array of channels, got {_json_kind(data)}"
         raise TypeError(msg)
-    fast = _fast_channel
+    built = _built if _built is not None else _get()
+    fast = built.fast_channel
     try:
         return [fast(item, SessionChannel) for item in data]
     except Exception:  # noqa: S110 -- whatever failed is diagnosed by the detailed pass
         pass
-    return _channels_hook(data, list[SessionChannel])
+    return built.channels_hook(data, list[SessionChannel])
 
 
 _T = TypeVar("_T")
@@ -263,7 +291,7 @@ def structure(data: Any, cls: type[_T]) -> _T:
     if not expected_list and type(data) is not dict:
         msg = f"expected a JSON object, got {_json_kind(data)}"
         raise TypeError(msg)
-    return converter.structure(data, cls)
+    return _get().converter.structure(data, cls)
 
 
 def _json_kind(value: object) -> str:
@@ -281,6 +309,8 @@ def _json_kind(value: object) -> str:
 
 def _walk(exc: BaseException, path: str) -> list[tuple[str, str]]:
     """Flatten cattrs' nested exception groups into (path, reason) pairs."""
+    from cattrs.errors import ClassValidationError, IterableValidationError
+
     if isinstance(exc, ClassValidationError):
         found: list[tuple[str, str]] = []
         with_notes, others = exc.group_exceptions()

@@ -8,9 +8,6 @@ with nothing but I/O.
 
 from __future__ import annotations
 
-import email.utils
-import html
-import ipaddress
 import json
 import math
 import re
@@ -279,6 +276,8 @@ def _is_loopback(host: str) -> bool:
     if host.lower() in _LOOPBACK_NAMES:
         return True
     try:
+        import ipaddress  # only to check a base_url, once per client
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
@@ -327,6 +326,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     else:
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
+        import email.utils  # error paths only; a costly import for every program
+
         when = email.utils.parsedate_to_datetime(text)
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
@@ -667,6 +668,8 @@ def _excerpt(body: bytes, redactor: Redactor = NO_SECRETS) -> str:
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     text = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
     # Masked before shortening, so a cut can never leave part of a secret behind.
+    import html  # error paths only
+
     text = redactor.text(" ".join(html.unescape(text).split()))
     if len(text) > _EXCERPT_CHARS:
         text = text[: _EXCERPT_CHARS - 1] + "…"

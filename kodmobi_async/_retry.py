@@ -13,10 +13,9 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, stop_never
 
 from ._calls import Resend
 from ._clock import Clock
@@ -28,7 +27,10 @@ from ._errors import (
     RateLimitError,
     RetryBudgetExhaustedError,
 )
-from ._throttle import PauseGate, RetryBudget
+from ._throttle import Pace, PauseGate, RetryBudget
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = ["DEFAULT_RETRY_STATUSES", "Retrier", "RetryPolicy"]
 
@@ -225,11 +227,13 @@ class Retrier:
         rand: Callable[[], float] = random.random,
         *,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self.policy = policy
         self._clock = clock
         self._budget = budget
         self._gate = gate
+        self._pace = pace
         self._logger = logger
         self._rand = rand
         # The client passes a sleep that ends early when it is closed.
@@ -311,9 +315,14 @@ class Retrier:
             elif state.attempt_number - throttled_attempts >= policy.attempts:
                 return False
             wait = policy.backoff(state.attempt_number, error, self._rand)
-            # The next attempt also waits out any client-wide pause; if that ends past
-            # the deadline, retrying would only spend budget on a certain timeout.
-            if max(self._clock.monotonic() + wait, self._gate.until) >= deadline:
+            # The next attempt also waits out any client-wide pause and its slot of the
+            # pace; if that is past the deadline, retrying would only spend budget on a
+            # certain timeout.
+            now = self._clock.monotonic()
+            earliest = max(now + wait, self._gate.until)
+            if self._pace is not None:
+                earliest = max(earliest, self._pace.earliest_start(now))
+            if earliest >= deadline:
                 return False
             if throttled:
                 planned_wait = wait
@@ -336,6 +345,10 @@ class Retrier:
                 type(error).__name__,
                 error,
             )
+
+        # Imported on the first retry, not with the package: most programs' calls
+        # succeed at once, and tenacity costs more to import than it does to run.
+        from tenacity import AsyncRetrying, stop_never
 
         retrying = AsyncRetrying(
             retry=should_retry,

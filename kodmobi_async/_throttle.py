@@ -182,6 +182,10 @@ class Pace:
             recent[1] = 0.0
         recent[1] += 1.0
 
+    def earliest_start(self, now: float) -> float:
+        """The earliest time a request could start now, given the slots already taken."""
+        return now if self.rate is None else max(now, self._next_slot)
+
     def reserve(self, now: float, deadline: float) -> float | None:
         """Take the next start slot: seconds to wait first, or ``None`` if past ``deadline``.
 

@@ -87,7 +87,9 @@ class Transport:
         self._budget = RetryBudget(policy.budget, policy.budget_refill)
         self._gate = PauseGate()
         self._pace = Pace(rate_limit)
-        self._retrier = Retrier(policy, clock, self._budget, self._gate, logger, sleep=self._sleep)
+        self._retrier = Retrier(
+            policy, clock, self._budget, self._gate, logger, sleep=self._sleep, pace=self._pace
+        )
 
     @property
     def closed(self) -> bool:
