@@ -8,6 +8,9 @@ test uses FastAPI's TestClient instead, with the fake in a thread of its own.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import sys
 import warnings
@@ -91,6 +94,13 @@ async def verify_token_for(http: httpx.AsyncClient, fake: FakeKodMobi) -> dict[s
 def wrong(code: str) -> str:
     """A code of the same length that is not ``code``."""
     return "".join(str((int(digit) + 1) % 10) for digit in code)
+
+
+def signed(key: bytes, payload: bytes) -> str:
+    """A token signed as the app signs, around any payload."""
+    text = base64.urlsafe_b64encode(payload).rstrip(b"=")
+    signature = base64.urlsafe_b64encode(hmac.new(key, text, hashlib.sha256).digest())
+    return f"{text.decode()}.{signature.rstrip(b'=').decode()}"
 
 
 def problem(response: httpx.Response) -> dict[str, Any]:
@@ -370,8 +380,9 @@ class TestAppSession:
             "garbage",
             fastapi_login.issue_session(b"another key", PHONE, 0)[0],
             fastapi_login.issue_session(b"test session key", PHONE, 0)[0],  # expired
+            signed(b"test session key", b'["not", "claims"]'),
         ],
-        ids=["garbage", "forged", "expired"],
+        ids=["garbage", "forged", "expired", "not-claims"],
     )
     async def test_a_bad_cookie_is_401(self, fake: FakeKodMobi, token: str) -> None:
         async with serve(fake) as http:

@@ -297,6 +297,8 @@ def read_session(key: bytes, token: str, now: float) -> str | None:
         claims = json.loads(_unb64(payload))
     except (ValueError, binascii.Error):
         return None
+    if not isinstance(claims, dict):
+        return None
     user, expires = claims.get("sub"), claims.get("exp")
     if not isinstance(user, str) or not isinstance(expires, int | float) or expires <= now:
         return None
