@@ -50,6 +50,7 @@ __all__ = [
     "ERROR_FIELDS",
     "FORMATS",
     "FORMATS_HELP",
+    "UNWRAPPED_WIDTH",
     "Record",
     "RichMissingError",
     "Scrubber",
@@ -98,7 +99,8 @@ _INSTALL_HINT: Final = "install kodmobi-async[cli] (pip install 'kodmobi-async[c
 # corrupt it, and no real kod.mobi key is that short.
 _MIN_SECRET_LENGTH: Final = 4
 _MASK: Final = "***"
-_UNWRAPPED_WIDTH: Final = 1000
+#: The width of a table written to a file or a pipe: wide enough never to wrap.
+UNWRAPPED_WIDTH: Final = 1000
 # How often pace_log looks at the client: often enough to catch a one-second pause.
 _PACE_POLL_SECONDS: Final = 0.2
 
@@ -324,7 +326,7 @@ def _write_table(rows: Iterable[Record], out: IO[str]) -> None:
     if not items:
         return
     # A terminal wraps the table to its width; a file or a pipe gets it unwrapped.
-    width = None if is_terminal(out) else _UNWRAPPED_WIDTH
+    width = None if is_terminal(out) else UNWRAPPED_WIDTH
     Console(file=out, width=width).print(table)
 
 

@@ -7,7 +7,8 @@ In a page::
     ```
 
 runs ``kodmobi channels --format jsonl ...`` while the docs build, in this process,
-against a fake kod.mobi that holds the sessions of :data:`SESSIONS`, and shows the
+against a fake kod.mobi that holds the sessions of :data:`SESSIONS` (its public and its
+secret key in the environment, as a reader's shell would have them), and shows the
 command line and its output (stdout, then stderr) as a console block. The build fails
 if the command exits with another status than ``:exit:`` (0 by default), so the pages
 cannot drift from the program.
@@ -70,7 +71,12 @@ def run(argv: list[str]) -> tuple[int, str]:
     """Run the command line with ``argv``; return its exit status and its output."""
     fake = _build_fake.get()
     out, err = io.StringIO(), io.StringIO()
-    env = {"KODMOBI_API_KEY": fake.api_key, "KODMOBI_BASE_URL": fake.url, "COLUMNS": COLUMNS}
+    env = {
+        "KODMOBI_API_KEY": fake.api_key,
+        "KODMOBI_SECRET_KEY": fake.secret_key,
+        "KODMOBI_BASE_URL": fake.url,
+        "COLUMNS": COLUMNS,
+    }
     with (
         mock.patch.dict(os.environ, env),
         contextlib.redirect_stdout(out),
