@@ -66,12 +66,6 @@ T = TypeVar("T")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _MAX_BODY = _protocol.MAX_BODY_BYTES
 _ENCODING = "Content-Encoding"
-_READ_SIZE = 64 * 1024
-# The decode-once cache holds at most this many bodies of at most this size, so a
-# long-lived client keeps under 1 MiB of bodies (plus their frozen channels) whatever
-# an upstream sends. Real channel lists are well under the size limit.
-_DECODED_CACHE_SIZE = 256
-_DECODED_CACHE_MAX_BODY = 4096
 # Past this, a pool or a batch is a mistake (more than a process can hold sockets for).
 MAX_CONNECTIONS = 65_536
 _MAX_RATE = 1_000_000.0
@@ -212,11 +206,6 @@ class KodMobiClient:
         self._project_url = URL(self._base_url + channels, encoded=True)
         self._session_url_prefix = f"{self._base_url}{channels}?session_id="
 
-        # Many sessions of a project answer with byte-identical bodies (same channels,
-        # same flags, no cool-down), and SessionChannel is immutable: decoding each
-        # distinct body once saves the JSON parse and the validation, and lets a large
-        # batch share its channel objects. Each caller still gets a list of its own.
-        self._decoded: dict[bytes, tuple[SessionChannel, ...]] = {}
         self._transport = Transport(
             policy=self._policy,
             clock=self._clock,
@@ -387,27 +376,13 @@ class KodMobiClient:
     def _channels(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> list[SessionChannel]:
-        decoded = self._decoded
-        cached = decoded.get(body)
-        if cached is None:
-            try:
-                cached = tuple(
-                    _protocol.decode_channels_response(
-                        status,
-                        headers,
-                        body,
-                        path=self._endpoints.channels,
-                        redactor=self._redactor,
-                    )
-                )
-            except ResponseValidationError as error:
-                self._redactor.seal(error)
-                raise
-            if len(body) <= _DECODED_CACHE_MAX_BODY:
-                if len(decoded) >= _DECODED_CACHE_SIZE:
-                    del decoded[next(iter(decoded))]  # the oldest entry
-                decoded[body] = cached
-        return list(cached)
+        try:
+            return _protocol.decode_channels_response(
+                status, headers, body, path=self._endpoints.channels, redactor=self._redactor
+            )
+        except ResponseValidationError as error:
+            self._redactor.seal(error)
+            raise
 
     # -- the verification flow ----------------------------------------------------
 

@@ -42,7 +42,6 @@ logger = logging.getLogger("kodmobi_async")
 T = TypeVar("T")
 _MAX_BODY = _protocol.MAX_BODY_BYTES
 _ENCODING = "Content-Encoding"
-_READ_SIZE = 64 * 1024
 
 
 class Transport:
@@ -143,7 +142,7 @@ class Transport:
             raise ClientStateError(msg)
         session = self._session
         if session is None:
-            connector = _Connector(limit=self._max_connections, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
             session = aiohttp.ClientSession(
                 connector=connector,
                 headers=dict(self._headers),
@@ -407,25 +406,6 @@ class Transport:
                 (time.perf_counter() - started) * 1000,
                 attempt,
             )
-
-
-class _Connector(aiohttp.TCPConnector):
-    """A TCPConnector whose plain-TCP transports read in 64 KiB steps instead of 256 KiB.
-
-    asyncio's socket transport hands every read a fresh buffer of ``max_size`` bytes.
-    At 256 KiB that is above glibc's mmap threshold, so each read of a 700-byte answer
-    maps, shrinks and unmaps memory: measured at about 20 µs of CPU per lookup over
-    plain http (the fake server, a local sidecar). TLS transports read into a reused
-    buffer and are left alone. The hook is aiohttp's private one; if it ever goes away
-    this override is simply not called, and tests/test_client.py notices.
-    """
-
-    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
-        transport: Any
-        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
-        if getattr(transport, "max_size", 0) > _READ_SIZE:
-            transport.max_size = _READ_SIZE
-        return transport, protocol
 
 
 @attrs.frozen
