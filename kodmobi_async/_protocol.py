@@ -338,6 +338,25 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+def _json_loader() -> Callable[[bytes], Any]:
+    """orjson when installed (the ``fast`` extra), else the standard library.
+
+    Both raise a ``ValueError`` for what is not JSON; orjson is also stricter (no
+    ``NaN``, no integers past 64 bits, no lone surrogates), which only turns more
+    malformed answers into ``ResponseValidationError``.
+    """
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    loads: Callable[[bytes], Any] = orjson.loads
+    return loads
+
+
+#: The parser every answer goes through; see :func:`_json_loader`.
+_loads = _json_loader()
+
+
 def load_json(body: bytes) -> Any:
     """Parse a JSON body whose nesting is at most :data:`MAX_JSON_DEPTH`.
 
@@ -356,7 +375,7 @@ def load_json(body: bytes) -> Any:
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
         _check_depth(body)
     try:
-        return json.loads(body)
+        return _loads(body)
     except RecursionError as exc:  # unreachable after the depth check; kept as a belt
         msg = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
         raise ValueError(msg) from exc
