@@ -34,8 +34,9 @@ import importlib.util
 import json
 import logging
 import math
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._errors import APIStatusError, KodMobiError
 from ._models import SessionChannel
@@ -50,10 +51,13 @@ __all__ = [
     "ERROR_FIELDS",
     "FORMATS",
     "FORMATS_HELP",
+    "SCREEN_ROWS",
     "UNWRAPPED_WIDTH",
+    "ProgressDisplay",
     "Record",
     "RichMissingError",
     "Scrubber",
+    "TableWriter",
     "channel_record",
     "check_format",
     "error_record",
@@ -63,8 +67,10 @@ __all__ = [
     "pace_log",
     "pace_status",
     "progress_bar",
+    "progress_display",
     "records",
     "require_rich",
+    "table_writer",
     "write_records",
 ]
 
@@ -280,54 +286,298 @@ def _write_csv(rows: Iterable[Record], out: IO[str]) -> None:
         writer.writerow({field: _csv_cell(row.get(field)) for field in CSV_FIELDS})
 
 
-def _write_table(rows: Iterable[Record], out: IO[str]) -> None:
-    require_rich(_TABLE, otherwise=_MACHINE_FORMATS)
-    from rich.console import Console  # rich is optional: see the module docstring
-    from rich.table import Table
-    from rich.text import Text
+# Columns of the table: heading, and whether its cells are right-aligned.
+_COLUMNS: Final = (
+    ("session", False),
+    ("channel", False),
+    ("type", False),
+    ("active", False),
+    ("timeout", True),
+    ("link / error", False),
+)
+#: Rows drawn before the widths are fixed, when stdout is not a terminal (whose
+#: height is used instead): a table this short comes out whole, fitted to its rows.
+SCREEN_ROWS: Final = 50
+# A terminal narrower than the fixed columns still leaves this much for the last one.
+_MIN_LAST_WIDTH: Final = 10
+# Style names (rich's) of the kinds of cell; "" is unstyled.
+_STYLES: Final = {
+    "": "",
+    "head": "bold",
+    "error": "bold red",
+    "error_text": "red",
+    "yes": "green",
+    "no": "yellow",
+    "cooling": "yellow",
+}
+# C0 controls and DEL shown as escapes: a server's text must not move the cursor or
+# recolour the terminal. A newline is kept, as a line break within the cell.
+_CONTROLS: Final = {c: f"\\x{c:02x}" for c in (*range(32), 127) if c != ord("\n")}
 
-    table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    table.add_column("session", no_wrap=True)
-    table.add_column("channel")
-    table.add_column("type")
-    table.add_column("active")
-    table.add_column("timeout", justify="right")
-    table.add_column("link / error", overflow="fold")
+#: A cell: its text and its kind of style (a key of the styles).
+_Cell = tuple[str, str]
 
-    # Text() cells, not markup strings: a "[" in a server's text must not be styling.
-    items = list(rows)
-    for index, row in enumerate(items):
-        session_id = row["session_id"]
-        first = index == 0 or items[index - 1]["session_id"] != session_id
-        last = index == len(items) - 1 or items[index + 1]["session_id"] != session_id
-        session = Text(session_id if session_id is not None else "(project)") if first else ""
-        if is_error(row):
-            table.add_row(
-                session,
-                Text("error", style="bold red"),
-                "",
-                "",
-                "",
-                Text(str(row["error"]), style="red"),
-                end_section=last,
-            )
-            continue
-        active = Text("yes", style="green") if row["is_active"] else Text("no", style="yellow")
-        timeout = Text(f"{row['timeout']} s", style="yellow") if row["timeout"] else Text("-")
-        table.add_row(
+
+def _session_cell(session_id: str | None) -> str:
+    return session_id if session_id is not None else "(project)"
+
+
+def _shown(text: str) -> str:
+    return text if text.isprintable() else text.translate(_CONTROLS)
+
+
+def _row_cells(row: Record) -> tuple[_Cell, ...]:
+    """The six cells of a record's row, the session's included."""
+    session = (_shown(_session_cell(row["session_id"])), "")
+    if is_error(row):
+        return (
             session,
-            Text(row["name"]),
-            Text(row["type"]),
-            active,
-            timeout,
-            Text(row["link"] or ""),
-            end_section=last,
+            ("error", "error"),
+            ("", ""),
+            ("", ""),
+            ("", ""),
+            (_shown(str(row["error"])), "error_text"),
         )
-    if not items:
-        return
-    # A terminal wraps the table to its width; a file or a pipe gets it unwrapped.
-    width = None if is_terminal(out) else UNWRAPPED_WIDTH
-    Console(file=out, width=width).print(table)
+    timeout = row["timeout"]
+    return (
+        session,
+        (_shown(str(row["name"])), ""),
+        (_shown(str(row["type"])), ""),
+        ("yes", "yes") if row["is_active"] else ("no", "no"),
+        (f"{timeout} s", "cooling") if timeout else ("-", ""),
+        (_shown(row["link"] or ""), ""),
+    )
+
+
+class TableWriter:
+    """Draws the table for people a few rows at a time, as its records come in.
+
+    rich's :class:`~rich.table.Table` measures and lays out every cell of a table
+    before it prints a line: some 100 µs a cell, half a minute for ten thousand
+    sessions, and nothing on the screen until the last lookup ends. This draws the
+    same table (rich's heavy-head box without edges, a rule between sessions) line by
+    line, in the colours rich would use on this terminal: the first screenful of rows
+    is held to fit the column widths, then the widths stay fixed and every further
+    row is drawn as it comes. A cell wider than its column then folds onto more lines,
+    so nothing is cut and the columns stay aligned. A table that fits one screen is
+    drawn whole at :meth:`close`, fitted to its rows.
+
+    Args:
+        write: Where the text goes (each call one or more whole lines).
+        width: The terminal's width, to fold the last column to; ``None`` for a file
+            or a pipe, which get lines of any length.
+        screen_rows: How many lines the first screenful holds.
+        styles: The ANSI prefix and suffix of each kind of cell; none, no colour.
+        session_width: The widest session id the batch will look up, so that no later
+            id folds.
+    """
+
+    __slots__ = (
+        "_cell_len",
+        "_chop",
+        "_columns",
+        "_held",
+        "_held_lines",
+        "_last_session",
+        "_screen_rows",
+        "_section",
+        "_session_width",
+        "_styles",
+        "_width",
+        "_widths",
+        "_write",
+    )
+
+    def __init__(
+        self,
+        write: Callable[[str], object],
+        *,
+        width: int | None = None,
+        screen_rows: int = SCREEN_ROWS,
+        styles: dict[str, tuple[str, str]] | None = None,
+        session_width: int = 0,
+    ) -> None:
+        from rich.cells import cell_len, chop_cells  # rich is optional: see the docstring
+
+        self._cell_len = cell_len
+        self._chop = chop_cells
+        self._write = write
+        self._width = width
+        self._screen_rows = screen_rows
+        self._styles = styles or {}
+        self._session_width = session_width
+        self._held: list[tuple[_Cell, ...]] | None = []
+        self._held_lines = 2  # the header and its rule
+        self._widths: list[int] = []
+        # Each column's padded width, folding width, and whether it is right-aligned.
+        self._columns: list[tuple[int, int, bool]] = []
+        self._section = ""
+        self._last_session: object = _MISSING
+
+    def add(self, row: Record) -> None:
+        """Draw ``row`` now, or hold it while the first screenful fills."""
+        cells = _row_cells(row)
+        held = self._held
+        if held is None:
+            self._write(self._draw([cells]))
+            return
+        self._held_lines += 1 if not held or held[-1][0] == cells[0] else 2
+        held.append(cells)
+        if self._held_lines > self._screen_rows:
+            self._release()
+
+    def close(self) -> None:
+        """Draw the rows still held (a table that fits one screen)."""
+        if self._held:
+            self._release()
+
+    def _release(self) -> None:
+        held = self._held or []
+        self._held = None
+        cell_len = self._cell_len
+        widths = [cell_len(head) for head, _ in _COLUMNS]
+        widths[0] = max(widths[0], self._session_width)
+        for cells in held:
+            for index, (text, _) in enumerate(cells):
+                for line in text.split("\n"):
+                    widths[index] = max(widths[index], cell_len(line))
+        if self._width is not None:
+            room = self._width - sum(widths[:-1]) - 3 * (len(widths) - 1)
+            widths[-1] = min(widths[-1], max(room, _MIN_LAST_WIDTH))
+        self._widths = widths
+        # A file or a pipe gets the last column whole, however long, and unpadded.
+        fold_widths = [*widths[:-1], widths[-1] if self._width else sys.maxsize]
+        pads = [*widths[:-1], 0]
+        rights = [right for _, right in _COLUMNS]
+        self._columns = list(zip(pads, fold_widths, rights, strict=True))
+        self._section = self._rule("─", "┼")
+        self._write(self._header() + self._draw(held))
+
+    def _header(self) -> str:
+        bold, end = self._styles.get("head", ("", ""))
+        heads = [
+            f"{bold}{head}{end}" + " " * (width - self._cell_len(head))
+            for (head, _), width in zip(_COLUMNS, self._widths, strict=True)
+        ]
+        return " ┃ ".join(heads).rstrip() + "\n" + self._rule("━", "╇")
+
+    def _rule(self, line: str, cross: str) -> str:
+        last = len(self._widths) - 1
+        parts = [line * (w + (1 if i in (0, last) else 2)) for i, w in enumerate(self._widths)]
+        return cross.join(parts) + "\n"
+
+    def _draw(self, rows: Iterable[tuple[_Cell, ...]]) -> str:
+        out: list[str] = []
+        columns = self._columns
+        styles = self._styles
+        no_style = ("", "")
+        section = self._section
+        for cells in rows:
+            session = cells[0][0]
+            if session != self._last_session:
+                if self._last_session is not _MISSING:
+                    out.append(section)
+                self._last_session = session
+            else:
+                cells = (no_style, *cells[1:])
+            drawn = []
+            tall = False
+            for (text, kind), (width, fold_width, right) in zip(cells, columns, strict=True):
+                # Most cells are one short ASCII line: no measuring, no folding.
+                if not text.isascii() or "\n" in text or len(text) > fold_width:
+                    tall = True
+                    break
+                start, end = styles.get(kind, no_style) if text else no_style
+                pad = " " * (width - len(text))
+                drawn.append(f"{pad}{start}{text}{end}" if right else f"{start}{text}{end}{pad}")
+            if tall:
+                out.append(self._draw_folded(cells))
+            else:
+                out.append(" │ ".join(drawn).rstrip() + "\n")
+        return "".join(out)
+
+    def _draw_folded(self, cells: tuple[_Cell, ...]) -> str:
+        """The lines of a row with a cell of several lines or of wide characters."""
+        styles = self._styles
+        no_style = ("", "")
+        pieces = [
+            self._fold(text, fold_width)
+            for (text, _), (_, fold_width, _) in zip(cells, self._columns, strict=True)
+        ]
+        lines = []
+        for line in range(max(len(parts) for parts in pieces)):
+            drawn = []
+            for (_, kind), parts, (width, _, right) in zip(
+                cells, pieces, self._columns, strict=True
+            ):
+                text = parts[line] if line < len(parts) else ""
+                start, end = styles.get(kind, no_style) if text else no_style
+                pad = " " * max(width - self._cell_len(text), 0)
+                drawn.append(f"{pad}{start}{text}{end}" if right else f"{start}{text}{end}{pad}")
+            lines.append(" │ ".join(drawn).rstrip() + "\n")
+        return "".join(lines)
+
+    def _fold(self, text: str, width: int) -> list[str]:
+        """``text``'s lines, each cut into pieces of at most ``width`` cells."""
+        pieces: list[str] = []
+        for line in text.split("\n"):
+            fits = self._cell_len(line) <= width
+            pieces += [line] if fits else self._chop(line, max(width, 1))
+        return pieces
+
+
+_MISSING: Final = object()
+
+
+def _write_table(rows: Iterable[Record], out: IO[str]) -> None:
+    writer = table_writer(out)
+    for row in rows:
+        writer.add(row)
+    writer.close()
+
+
+def table_writer(
+    out: IO[str], *, write: Callable[[str], object] | None = None, session_width: int = 0
+) -> TableWriter:
+    """A :class:`TableWriter` for ``out``, with its width, height and colours.
+
+    A terminal gets colours (as rich detects them: ``NO_COLOR``, ``TERM``...) and the
+    last column folded to its width; a file or a pipe gets plain, unwrapped lines.
+
+    Args:
+        out: The stream the table is for.
+        write: Where the text goes instead of ``out.write`` (such as above a progress
+            bar on the same terminal).
+        session_width: The widest session id to come.
+
+    Returns:
+        The writer; call :meth:`TableWriter.close` after the last row.
+
+    Raises:
+        RichMissingError: rich is not installed.
+    """
+    require_rich(_TABLE, otherwise=_MACHINE_FORMATS)
+    from rich.console import COLOR_SYSTEMS, Console  # rich is optional: see the docstring
+    from rich.style import Style
+
+    console = Console(file=out)
+    terminal = is_terminal(out)
+    styles: dict[str, tuple[str, str]] = {}
+    if console.color_system is not None:
+        for kind, name in _STYLES.items():
+            style = Style.parse(name)
+            if console.no_color:
+                style = style.without_color
+            rendered = style.render("\0", color_system=COLOR_SYSTEMS[console.color_system])
+            start, _, end = rendered.partition("\0")
+            styles[kind] = (start, end)
+    return TableWriter(
+        write or out.write,
+        width=console.width if terminal else None,
+        screen_rows=console.height if terminal else SCREEN_ROWS,
+        styles=styles,
+        session_width=session_width,
+    )
 
 
 def is_terminal(stream: IO[str]) -> bool:
@@ -417,6 +667,15 @@ async def pace_log(
             await task
 
 
+class ProgressDisplay(NamedTuple):
+    """A progress bar being drawn: how to move it, and how to print above it."""
+
+    #: The ``on_progress(done, total)`` callback to hand to the batch.
+    on_progress: ProgressCallback
+    #: Writes lines (already drawn, colours included) above the bar.
+    print_above: Callable[[str], None]
+
+
 @contextlib.contextmanager
 def progress_bar(
     total: int | None,
@@ -427,6 +686,32 @@ def progress_bar(
     status: Callable[[], str] | None = None,
 ) -> Iterator[ProgressCallback | None]:
     """A progress bar on stderr with count, rate and ETA, fed by ``on_progress``.
+
+    :func:`progress_display`, for a caller that prints nothing while the bar runs.
+
+    Yields:
+        The ``on_progress(done, total)`` callback to hand to the batch, or ``None``
+        when the bar is disabled.
+
+    Raises:
+        RichMissingError: ``enabled`` and rich is not installed.
+    """
+    with progress_display(
+        total, description, enabled=enabled, transient=transient, status=status
+    ) as display:
+        yield None if display is None else display.on_progress
+
+
+@contextlib.contextmanager
+def progress_display(
+    total: int | None,
+    description: str,
+    *,
+    enabled: bool,
+    transient: bool = True,
+    status: Callable[[], str] | None = None,
+) -> Iterator[ProgressDisplay | None]:
+    """A progress bar on stderr with count, rate and ETA, and a way to print above it.
 
     The bar redraws itself ten times a second, from a thread of rich's, so its clock
     and its status move even while no lookup finishes.
@@ -441,8 +726,7 @@ def progress_bar(
             must only read.
 
     Yields:
-        The ``on_progress(done, total)`` callback to hand to the batch, or ``None``
-        when the bar is disabled.
+        The bar, or ``None`` when it is disabled.
 
     Raises:
         RichMissingError: ``enabled`` and rich is not installed.
@@ -451,7 +735,12 @@ def progress_bar(
         yield None
         return
     require_rich()
-    from rich.console import Console, RenderableType  # rich is optional: see the docstring
+    from rich.console import (  # rich is optional: see the module docstring
+        Console,
+        ConsoleOptions,
+        RenderableType,
+        RenderResult,
+    )
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -463,6 +752,7 @@ def progress_bar(
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.segment import Segment
     from rich.text import Text
 
     class RateColumn(ProgressColumn):
@@ -502,5 +792,18 @@ def progress_bar(
     def on_progress(done: int, total: int | None) -> None:
         progress.update(task, completed=done, total=total)
 
+    class Drawn:
+        """Lines already drawn (with their colours): rich writes them as they are."""
+
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+            yield Segment(self.text)
+
+    def above(text: str) -> None:
+        # Through the bar's console, which clears the bar, writes, and redraws it.
+        progress.console.print(Drawn(text), end="")
+
     with progress:
-        yield on_progress
+        yield ProgressDisplay(on_progress, above)

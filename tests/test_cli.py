@@ -36,6 +36,7 @@ UNKNOWN_ID = "01HZX3Q8V6W4T1N6B2C3D4E5F6"
 # Bounded, but generous for a loaded CI machine: each run normally takes about 0.5 s.
 TIMEOUT = 60.0
 ANSI_ESCAPE = re.compile(r"\x1b\[")
+ANSI_CODE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def run_cli(
@@ -97,6 +98,15 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str)
     assert lines[0].startswith("kodmobi: error: ")
     for word in words:
         assert word in lines[0]
+
+
+def fake_environ(fake: FakeKodMobi) -> dict[str, str]:
+    """This process's environment, pointing the CLI at ``fake`` with its key."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KODMOBI_")},
+        "KODMOBI_API_KEY": SECRET_KEY,
+        "KODMOBI_BASE_URL": fake.url,
+    }
 
 
 def requested_ids(fake: FakeKodMobi) -> list[str | None]:
@@ -236,11 +246,7 @@ class TestChannelsFormats:
 
     def test_a_reader_that_goes_away_stops_it_quietly(self, fake_in_thread: FakeKodMobi) -> None:
         ids = fake_in_thread.add_sessions(500)
-        environ = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("KODMOBI_")},
-            "KODMOBI_API_KEY": SECRET_KEY,
-            "KODMOBI_BASE_URL": fake_in_thread.url,
-        }
+        environ = fake_environ(fake_in_thread)
         with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
             [sys.executable, "-m", "kodmobi_async", "channels", *ids, "--format", "jsonl"],
             stdout=subprocess.PIPE,
@@ -539,6 +545,50 @@ class TestKeyNeverPrinted:
         assert SECRET_KEY not in result.stderr
 
 
+class TestChannelsTable:
+    """The table streams: rows are drawn as lookups end, in input order, each once."""
+
+    def test_every_id_appears_once_in_input_order(self, fake_in_thread: FakeKodMobi) -> None:
+        ids = fake_in_thread.add_sessions(150)  # far more than one screen
+        asked = [*ids[:75], "not-a-session", ids[3], *ids[75:]]
+
+        result = run_cli("channels", *asked, fake=fake_in_thread)
+
+        assert result.returncode == 1
+        sessions = [line.split(" ", 1)[0] for line in result.stdout.splitlines()[2:]]
+        named = [s for s in sessions if s and s[0] not in "│─"]
+        assert named == [*ids[:75], "not-a-session", *ids[75:]]
+        # Four channel lines per session, one error line, a rule between sessions.
+        assert len(result.stdout.splitlines()) == 2 + 150 * 4 + 1 + 150
+
+    def test_first_rows_are_printed_while_the_last_lookup_is_held(
+        self, fake_in_thread: FakeKodMobi
+    ) -> None:
+        ids = fake_in_thread.add_sessions(100)
+        fake_in_thread.script_session(ids[-1], Fault.delay(TIMEOUT))
+        environ = fake_environ(fake_in_thread)
+        with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+            [sys.executable, "-m", "kodmobi_async", "channels", *ids, "--timeout", "120"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environ,
+            text=True,
+        ) as process:
+            assert process.stdout is not None
+            try:
+                # readline blocks until the CLI writes: the rows before the held id.
+                lines = [process.stdout.readline() for _ in range(2 + 98 * 5)]
+                assert process.poll() is None  # the held lookup has not ended
+                assert lines[0].startswith("session")
+                assert lines[2].startswith(ids[0])
+                assert lines[-5].startswith(ids[97])
+                assert all(ids[-1] not in line for line in lines)
+            finally:
+                process.send_signal(signal.SIGINT)
+                process.communicate(timeout=TIMEOUT)
+        assert process.returncode == 130
+
+
 class TestProgressBar:
     @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
     def test_drawn_on_stderr_only_when_it_is_a_terminal(self, fake_in_thread: FakeKodMobi) -> None:
@@ -553,6 +603,24 @@ class TestProgressBar:
         assert b"200/200" in terminal
         assert not ANSI_ESCAPE.search(stdout.decode())
         assert len(stdout.splitlines()) == 800
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+    def test_with_the_table_on_the_same_terminal_rows_print_above_it(
+        self, fake_in_thread: FakeKodMobi
+    ) -> None:
+        ids = fake_in_thread.add_sessions(200)
+
+        returncode, terminal = _run_on_terminal(
+            ["-m", "kodmobi_async", "channels", *ids], fake_in_thread
+        )
+
+        assert returncode == 0, terminal
+        assert b"200/200" in terminal
+        text = ANSI_CODE.sub("", terminal.decode())
+        found = [text.find(f"{session_id} \u2502 WhatsApp") for session_id in ids]
+        assert all(at >= 0 for at in found)
+        assert found == sorted(found)
+        assert text.find("session") < found[0]
 
     @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
     def test_shows_the_pace_kod_mobis_429s_set(self, fake_in_thread: FakeKodMobi) -> None:
@@ -622,6 +690,25 @@ def _run_with_terminal_stderr(
         reader.join(TIMEOUT)
     os.close(master)
     return process.returncode, bytes(terminal), stdout
+
+
+def _run_on_terminal(python_args: list[str], fake: FakeKodMobi) -> tuple[int, bytes]:
+    """Run our interpreter with stdout and stderr on one pseudo-terminal."""
+    import pty  # POSIX only
+
+    master, slave = pty.openpty()
+    environ = {**fake_environ(fake), "TERM": "xterm"}
+    with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+        [sys.executable, *python_args], stdout=slave, stderr=slave, env=environ
+    ) as process:
+        os.close(slave)
+        terminal = bytearray()
+        reader = threading.Thread(target=_drain, args=(master, terminal), daemon=True)
+        reader.start()
+        process.wait(timeout=TIMEOUT)
+        reader.join(TIMEOUT)
+    os.close(master)
+    return process.returncode, bytes(terminal)
 
 
 def _drain(fd: int, into: bytearray) -> None:

@@ -29,6 +29,7 @@ from kodmobi_async._cli_output import (
     FORMATS,
     RichMissingError,
     Scrubber,
+    TableWriter,
     channel_record,
     check_format,
     error_record,
@@ -37,6 +38,7 @@ from kodmobi_async._cli_output import (
     pace_status,
     progress_bar,
     records,
+    table_writer,
     write_records,
 )
 
@@ -231,6 +233,97 @@ class TestFormats:
     def test_unknown_format_is_refused(self) -> None:
         with pytest.raises(ValueError, match="format must be one of"):
             render("yaml")
+
+
+def many(count: int) -> list[tuple[str | None, Outcome]]:
+    """``count`` sessions of two channels each, with distinct ids in order."""
+    return [(f"01HZX3Q8V6W4T1N6B2C3D{index:05d}", [SMS, TELEGRAM]) for index in range(count)]
+
+
+class TestTableWriter:
+    def test_a_table_longer_than_a_screen_is_drawn_as_rows_come(self) -> None:
+        written: list[str] = []
+        writer = TableWriter(written.append, screen_rows=20)
+        rows = list(records(many(30)))
+
+        added = 0
+        while not written:
+            writer.add(rows[added])
+            added += 1
+        # Out once the header, 13 rows and 6 rules between sessions outgrow 20 lines.
+        assert added == 13
+        assert "".join(written).count("01HZX3Q8V6W4T1N6B2C3D") == 7
+        for row in rows[added:]:
+            writer.add(row)
+        before_close = "".join(written)
+        writer.close()
+
+        assert "".join(written) == before_close  # nothing was held back to the end
+        assert before_close.splitlines()[0].startswith("session")
+        assert before_close.count("session") == 1  # one header
+        shown = [line.split(" ", 1)[0] for line in before_close.splitlines()[2:]]
+        assert [s for s in shown if s.startswith("01")] == [sid for sid, _ in many(30)]
+
+    def test_a_table_that_fits_a_screen_is_drawn_whole_at_close(self) -> None:
+        written: list[str] = []
+        writer = TableWriter(written.append, screen_rows=50)
+        for row in records(many(5)):
+            writer.add(row)
+        assert written == []
+
+        writer.close()
+
+        assert "".join(written) == render("table", many(5))
+
+    def test_a_later_wider_cell_folds_within_its_column(self) -> None:
+        written: list[str] = []
+        writer = TableWriter(written.append, screen_rows=4)
+        wide = SessionChannel(
+            name="A much longer channel name", type="sms", is_active=True, timeout=0
+        )
+        for row in records([*many(3), (OTHER, [wide])]):
+            writer.add(row)
+        writer.close()
+
+        lines = "".join(written).splitlines()
+        # Every line has its column separators at the same places.
+        bars = {tuple(i for i, c in enumerate(line) if c in "│┃╇┼") for line in lines}
+        assert len(bars) == 1
+        last_row = lines[next(i for i, line in enumerate(lines) if line.startswith(OTHER)) :]
+        assert len(last_row) > 1
+        assert "".join(line.split("│")[1].strip() for line in last_row) == wide.name
+
+    def test_control_characters_from_the_server_are_shown_not_obeyed(self) -> None:
+        channel = SessionChannel(name="Max\x1b[2J\x07", type="max", is_active=True, timeout=0)
+
+        text = render("table", [(SID, [channel])])
+
+        assert "\x1b" not in text
+        assert "\x07" not in text
+        assert "Max\\x1b[2J\\x07" in text
+
+    def test_colours_on_a_terminal_follow_rich(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        out = io.StringIO()
+        writer = table_writer(out)
+        for row in records(OUTCOMES):
+            writer.add(row)
+        writer.close()
+
+        text = out.getvalue()
+        assert "\x1b[1msession\x1b[0m" in text
+        assert "\x1b[31m" + str(NOT_FOUND) + "\x1b[0m" in text
+        assert "\x1b[32myes\x1b[0m" in text
+
+    def test_keys_are_scrubbed_from_the_table(self) -> None:
+        leaked = NotFoundError(f"echoed {KEY}", status=404, error="x", sys_message="E")
+        out = io.StringIO()
+
+        write_records(records([(SID, leaked)], Scrubber([KEY])), "table", out)
+
+        assert KEY not in out.getvalue()
+        assert "echoed ***" in out.getvalue()
 
 
 class TestProgressBar:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
 
@@ -41,6 +42,10 @@ SUMMARY: Final = "look up the channels of sessions, or of the project"
 DEFAULT_CONCURRENCY: Final = 50
 
 _logger = logging.getLogger("kodmobi_async.cli")
+# How often the table's new rows are written, and how much text may wait meanwhile
+# before the batch is held back for it.
+_PRINT_EVERY: Final = 0.1
+_PRINT_BACKLOG: Final = 1 << 18
 
 EXIT_STATUS_HELP: Final = """\
 exit status:
@@ -191,14 +196,18 @@ def run(args: argparse.Namespace, scrub: Scrub) -> int:
             source = "stdin" if args.from_file == "-" else repr(args.from_file)
             say(f"no session ids in {source}; nothing to look up", scrub)
 
+    # Captured before any progress bar: while rich's bar is shown, sys.stdout is its proxy.
+    out = sys.stdout
     try:
-        outcomes = asyncio.run(_look_up(client, ids, args.concurrency))
+        if args.format == "table" and ids:
+            outcomes = asyncio.run(_look_up_drawing(client, ids, args.concurrency, scrub, out))
+        else:
+            outcomes = asyncio.run(_look_up(client, ids, args.concurrency))
+            _cli_output.write_records(_cli_output.records(outcomes, scrub), args.format, out)
     except (AuthenticationError, PermissionDeniedError) as exc:
         msg = f"{exc}; check --api-key or {API_KEY_ENV}"
         raise UsageError(msg) from None
-
-    _cli_output.write_records(_cli_output.records(outcomes, scrub), args.format, sys.stdout)
-    sys.stdout.flush()
+    out.flush()
 
     failed = Counter(
         type(outcome).__name__ for _, outcome in outcomes if isinstance(outcome, KodMobiError)
@@ -226,17 +235,128 @@ async def _look_up(
             except KodMobiError as error:
                 outcome = error
             return [(None, outcome)]
-        # Without rich the bar is left out rather than refused: it is decoration, and
-        # the machine formats must run with the core package alone.
-        enabled = bool(ids) and _cli_output.is_terminal(sys.stderr) and _cli_output.has_rich()
-        with _cli_output.progress_bar(
-            len(ids),
-            "looking up",
-            enabled=enabled,
-            status=lambda: _cli_output.pace_status(client.pace),
-        ) as on_progress:
+        with _bar(client, ids) as bar:
             async with _cli_output.pace_log(lambda: client.pace, _logger):
                 result = await client.gather_session_channels(
-                    ids, concurrency=concurrency, on_progress=on_progress
+                    ids,
+                    concurrency=concurrency,
+                    on_progress=None if bar is None else bar.on_progress,
                 )
         return list(result.items())
+
+
+def _bar(
+    client: KodMobiClient, ids: list[str]
+) -> contextlib.AbstractContextManager[_cli_output.ProgressDisplay | None]:
+    # Without rich the bar is left out rather than refused: it is decoration, and
+    # the machine formats must run with the core package alone.
+    enabled = bool(ids) and _cli_output.is_terminal(sys.stderr) and _cli_output.has_rich()
+    return _cli_output.progress_display(
+        len(ids),
+        "looking up",
+        enabled=enabled,
+        status=lambda: _cli_output.pace_status(client.pace),
+    )
+
+
+async def _look_up_drawing(
+    client: KodMobiClient, ids: list[str], concurrency: int, scrub: Scrub, out: IO[str]
+) -> list[tuple[str | None, Outcome]]:
+    """Look ``ids`` up and draw the table as the outcomes come, in input order.
+
+    Outcomes arrive in the order lookups end; one that ends early waits for the ids
+    before it, so the table keeps the order of the input (with 50 lookups in flight,
+    a few rows at most wait). The text goes to ``out`` from a thread (see
+    :class:`_Printer`), or above the progress bar when both share the terminal.
+    """
+    order = list(dict.fromkeys(ids))
+    with _bar(client, ids) as bar:
+        write: Callable[[str], object] = _write_through(out)
+        if bar is not None and _cli_output.is_terminal(out):
+            write = bar.print_above
+        printer = _Printer(write)
+        table = _cli_output.table_writer(
+            out, write=printer.add, session_width=max(map(len, order), default=0)
+        )
+        ready: dict[str, Outcome] = {}
+        done: list[tuple[str | None, Outcome]] = []
+        async with client, printer, _cli_output.pace_log(lambda: client.pace, _logger):
+            stream = client.iter_session_channels(
+                order,
+                concurrency=concurrency,
+                on_progress=None if bar is None else bar.on_progress,
+            )
+            async with contextlib.aclosing(stream):
+                async for session_id, outcome in stream:
+                    ready[session_id] = outcome
+                    while len(done) < len(order) and order[len(done)] in ready:
+                        next_id = order[len(done)]
+                        next_outcome = ready.pop(next_id)
+                        done.append((next_id, next_outcome))
+                        for record in _cli_output.records([(next_id, next_outcome)], scrub):
+                            table.add(record)
+                    await printer.wait_if_behind()
+            table.close()
+        return done
+
+
+def _write_through(out: IO[str]) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        out.write(text)
+        out.flush()
+
+    return write
+
+
+class _Printer:
+    """Text for the terminal, written from a thread every tenth of a second.
+
+    A reader that stops reading (a pager left waiting) blocks the write. Blocked in
+    the event loop, it would stall every lookup in flight until their deadlines
+    passed; blocked in a thread, it holds the batch back instead: the caller awaits
+    :meth:`wait_if_behind`, stops taking outcomes, and the batch's bounded queue
+    keeps further lookups from starting.
+    """
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self._write = write
+        self._pending: list[str] = []
+        self._size = 0
+        self._lock = asyncio.Lock()
+        self._ticker: asyncio.Task[None] | None = None
+
+    def add(self, text: str) -> None:
+        """Queue ``text`` to be written at the next tick."""
+        self._pending.append(text)
+        self._size += len(text)
+
+    async def wait_if_behind(self) -> None:
+        """Write now, and wait for it, when much text is waiting."""
+        if self._size >= _PRINT_BACKLOG:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            if not self._pending:
+                return
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._size = 0
+            await asyncio.to_thread(self._write, text)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(_PRINT_EVERY)
+            await self._flush()
+
+    async def __aenter__(self) -> _Printer:
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if exc_info[0] is None:
+            await self._flush()
