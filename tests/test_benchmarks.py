@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,44 @@ class TestBenchmarkHarness:
         assert report["tls"] is True
         assert {s["errors"] for s in report["summaries"].values()} == {0}
         assert {r["lookups"] for runs in report["runs"].values() for r in runs} == {400}
+
+
+class TestKnobs:
+    def test_pool_and_json_sections_print_their_tables(self, tmp_path: Path) -> None:
+        results = tmp_path / "knobs.json"
+        done = subprocess.run(  # noqa: S603 -- our interpreter on the repository's script
+            [
+                sys.executable,
+                str(BENCHMARKS / "knobs.py"),
+                "--n",
+                "300",
+                "--rounds",
+                "1",
+                "--sections",
+                "json,pool",
+                "--no-tls",  # the harness's TLS is tested below
+                "--json",
+                str(results),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd=ROOT,
+        )
+
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "json.loads " in done.stdout
+        assert ("orjson.loads " in done.stdout) == (find_spec("orjson") is not None)
+        report = json.loads(results.read_text(encoding="utf-8"))
+        assert report["tls"] is False
+        labels = [f"c={c} pool={m}" for c in (64, 256) for m in (16, 64, 100, 256)]
+        assert list(report["pool"]) == labels
+        for label in labels:
+            assert f"\n{label} " in done.stdout
+            assert [r["max_connections"] for r in report["pool"][label]] == [
+                int(label.rsplit("=", 1)[1])
+            ]
 
 
 class TestTls:
