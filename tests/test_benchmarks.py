@@ -21,9 +21,9 @@ sys.path.append(str(BENCHMARKS))
 from servers import find_nginx, make_certificate, run_fake  # noqa: E402 -- on the path now
 
 
-def _harness(*args: str) -> subprocess.CompletedProcess[str]:
+def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 -- our interpreter on the repository's script
-        [sys.executable, str(BENCHMARKS / "run.py"), *args],
+        [sys.executable, str(BENCHMARKS / name), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -51,20 +51,7 @@ def _client(name: str, url: str, cert_file: Path | None) -> dict[str, Any]:
 class TestBenchmarkHarness:
     def test_quick_run_prints_the_comparison_and_memory_tables(self, tmp_path: Path) -> None:
         results = tmp_path / "quick.json"
-        done = subprocess.run(  # noqa: S603 -- our interpreter on the repository's script
-            [
-                sys.executable,
-                str(ROOT / "benchmarks" / "run.py"),
-                "--quick",
-                "--json",
-                str(results),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            cwd=ROOT,
-        )
+        done = _script("run.py", "--quick", "--json", str(results))
         assert done.returncode == 0, done.stdout + done.stderr
         for client in ("raw", "httpx", "naive", "sdk"):
             assert f"\n{client} " in done.stdout
@@ -77,7 +64,9 @@ class TestBenchmarkHarness:
 
     def test_quick_tls_run_serves_tls_1_3_to_every_client(self, tmp_path: Path) -> None:
         results = tmp_path / "quick-tls.json"
-        done = _harness("--quick", "--tls", "--clients", "raw,naive,sdk", "--json", str(results))
+        done = _script(
+            "run.py", "--quick", "--tls", "--clients", "raw,naive,sdk", "--json", str(results)
+        )
 
         if shutil.which("openssl") is None:
             # Nothing to serve https with: the harness must say so and stop.
@@ -99,25 +88,17 @@ class TestBenchmarkHarness:
 class TestKnobs:
     def test_pool_and_json_sections_print_their_tables(self, tmp_path: Path) -> None:
         results = tmp_path / "knobs.json"
-        done = subprocess.run(  # noqa: S603 -- our interpreter on the repository's script
-            [
-                sys.executable,
-                str(BENCHMARKS / "knobs.py"),
-                "--n",
-                "300",
-                "--rounds",
-                "1",
-                "--sections",
-                "json,pool",
-                "--no-tls",  # the harness's TLS is tested below
-                "--json",
-                str(results),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            cwd=ROOT,
+        done = _script(
+            "knobs.py",
+            "--n",
+            "300",
+            "--rounds",
+            "1",
+            "--sections",
+            "json,pool",
+            "--no-tls",
+            "--json",
+            str(results),
         )
 
         assert done.returncode == 0, done.stdout + done.stderr
@@ -164,20 +145,7 @@ class TestTls:
 class TestRateLimitBenchmark:
     def test_quick_run_gives_every_id_an_outcome_in_each_scenario(self, tmp_path: Path) -> None:
         results = tmp_path / "ratelimit.json"
-        done = subprocess.run(  # noqa: S603 -- our interpreter on the repository's script
-            [
-                sys.executable,
-                str(ROOT / "benchmarks" / "ratelimit.py"),
-                "--quick",
-                "--json",
-                str(results),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            cwd=ROOT,
-        )
+        done = _script("ratelimit.py", "--quick", "--json", str(results))
 
         assert done.returncode == 0, done.stdout + done.stderr
         header, rule, *lines = done.stdout.splitlines()[1:]
