@@ -14,6 +14,12 @@ Clients:
             call, the way one would write it without thinking about cost.
   sdk       ``KodMobiClient.gather_session_channels``.
   sdk-iter  ``KodMobiClient.iter_session_channels``, outcomes counted and dropped.
+
+Knobs (``benchmarks/knobs.py`` turns them): ``--loop uvloop`` runs the client on uvloop;
+``--max-connections`` sizes the connection pool apart from ``--concurrency``;
+``--no-orjson`` makes ``import orjson`` fail, so an SDK that uses orjson when it is
+installed falls back to its pure-Python path. Over https every client uses its
+library's default verifying SSL context, which trusts ``SSL_CERT_FILE``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import importlib
 import json
 import platform
 import resource
@@ -58,12 +65,12 @@ def _tally(outcomes: Sequence[object]) -> Tally:
 
 
 @asynccontextmanager
-async def raw(url: str, key: str, concurrency: int) -> AsyncIterator[Batch]:
+async def raw(url: str, key: str, concurrency: int, pool: int) -> AsyncIterator[Batch]:
     """One ``aiohttp.ClientSession``, a semaphore, gather, ``json.loads``."""
     import aiohttp
 
     prefix = f"{url}{CHANNELS_PATH}?session_id="
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=pool)
     async with aiohttp.ClientSession(connector=connector, headers={"x-api-key": key}) as session:
         sem = asyncio.Semaphore(concurrency)
 
@@ -86,14 +93,14 @@ async def raw(url: str, key: str, concurrency: int) -> AsyncIterator[Batch]:
 
 
 @asynccontextmanager
-async def httpx_client(url: str, key: str, concurrency: int) -> AsyncIterator[Batch]:
+async def httpx_client(url: str, key: str, concurrency: int, pool: int) -> AsyncIterator[Batch]:
     """``httpx.AsyncClient`` with the same semaphore and gather as :func:`raw`."""
     import httpx
 
     prefix = f"{url}{CHANNELS_PATH}?session_id="
     # Keep-alive for every connection, as aiohttp does: httpx's default of 20 idle
     # connections would make it reconnect at concurrency 64 and measure that instead.
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     async with httpx.AsyncClient(limits=limits, headers={"x-api-key": key}) as client:
         sem = asyncio.Semaphore(concurrency)
 
@@ -158,14 +165,14 @@ def _naive_fetch() -> Callable[[aiohttp.ClientSession, str], Awaitable[list[Any]
 
 
 @asynccontextmanager
-async def naive(url: str, key: str, concurrency: int) -> AsyncIterator[Batch]:
+async def naive(url: str, key: str, concurrency: int, pool: int) -> AsyncIterator[Batch]:
     """A tenacity-decorated fetch with ``cattrs.structure`` per id, gathered behind a
     semaphore."""
     import aiohttp
 
     fetch = _naive_fetch()
     prefix = f"{url}{CHANNELS_PATH}?session_id="
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=pool)
     async with aiohttp.ClientSession(connector=connector, headers={"x-api-key": key}) as session:
         sem = asyncio.Semaphore(concurrency)
 
@@ -184,16 +191,16 @@ async def naive(url: str, key: str, concurrency: int) -> AsyncIterator[Batch]:
 # -- the SDK -------------------------------------------------------------------------
 
 
-def _sdk_client(url: str, key: str, concurrency: int) -> KodMobiClient:
+def _sdk_client(url: str, key: str, pool: int) -> KodMobiClient:
     from kodmobi_async import KodMobiClient
 
-    return KodMobiClient(api_key=key, base_url=url, max_connections=concurrency)
+    return KodMobiClient(api_key=key, base_url=url, max_connections=pool)
 
 
 @asynccontextmanager
-async def sdk(url: str, key: str, concurrency: int) -> AsyncIterator[Batch]:
+async def sdk(url: str, key: str, concurrency: int, pool: int) -> AsyncIterator[Batch]:
     """``gather_session_channels`` over the id generator."""
-    async with _sdk_client(url, key, concurrency) as client:
+    async with _sdk_client(url, key, pool) as client:
 
         async def batch(ids: Iterable[str]) -> Tally:
             result = await client.gather_session_channels(ids, concurrency=concurrency)
@@ -205,9 +212,9 @@ async def sdk(url: str, key: str, concurrency: int) -> AsyncIterator[Batch]:
 
 
 @asynccontextmanager
-async def sdk_iter(url: str, key: str, concurrency: int) -> AsyncIterator[Batch]:
+async def sdk_iter(url: str, key: str, concurrency: int, pool: int) -> AsyncIterator[Batch]:
     """``iter_session_channels`` over the id generator, each outcome counted and dropped."""
-    async with _sdk_client(url, key, concurrency) as client:
+    async with _sdk_client(url, key, pool) as client:
 
         async def batch(ids: Iterable[str]) -> Tally:
             ok = errors = 0
@@ -226,7 +233,8 @@ async def sdk_iter(url: str, key: str, concurrency: int) -> AsyncIterator[Batch]
         yield batch
 
 
-ClientFactory = Callable[[str, str, int], AbstractAsyncContextManager[Batch]]
+#: ``(url, key, concurrency, pool size)`` -> the client, open for the block.
+ClientFactory = Callable[[str, str, int, int], AbstractAsyncContextManager[Batch]]
 
 #: Name on the command line -> async context manager that yields a batch function.
 CLIENTS: dict[str, ClientFactory] = {
@@ -293,6 +301,7 @@ async def measure(
     n: int,
     concurrency: int,
     warmup: int,
+    pool: int | None = None,
     profile: str | None = None,
 ) -> dict[str, Any]:
     """Warm the client up, then time one batch of ``n`` lookups.
@@ -302,14 +311,16 @@ async def measure(
         url: Server root, e.g. ``http://127.0.0.1:8080``.
         key: The ``x-api-key`` to send.
         n: Lookups in the measured batch.
-        concurrency: Requests in flight at once (and connections in the pool).
+        concurrency: Requests in flight at once.
         warmup: Lookups before measuring, enough to open the pool.
+        pool: Connections in the pool; ``concurrency`` when None.
         profile: Write a cProfile of the measured batch alone to this path.
 
     Returns:
         The JSON record the harness reads.
     """
-    async with CLIENTS[name](url, key, concurrency) as batch:
+    pool = concurrency if pool is None else pool
+    async with CLIENTS[name](url, key, concurrency, pool) as batch:
         if warmup:
             await batch(session_ids(warmup))
         gc.collect()
@@ -332,6 +343,8 @@ async def measure(
         "client": name,
         "n": n,
         "concurrency": concurrency,
+        "max_connections": pool,
+        "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
         "lookups": ok,
         "errors": errors,
         "first_error": first_error,
@@ -342,6 +355,8 @@ async def measure(
         "gc_s": gc_timer.seconds,
         "gc_collections": gc_timer.collections,
         "peak_rss_kib": peak_rss_kib(),
+        # Whether anything (the SDK's optional fast path) imported orjson.
+        "orjson_loaded": "orjson" in sys.modules,
         "python": platform.python_version(),
     }
 
@@ -356,19 +371,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--key", default=API_KEY)
     parser.add_argument("--warmup", type=int, default=None, help="default: 2 x concurrency")
     parser.add_argument("--profile", default=None, help="cProfile output of the measured batch")
-    args = parser.parse_args(argv)
-    warmup = 2 * args.concurrency if args.warmup is None else args.warmup
-    record = asyncio.run(
-        measure(
-            args.client,
-            url=args.url,
-            key=args.key,
-            n=args.n,
-            concurrency=args.concurrency,
-            warmup=warmup,
-            profile=args.profile,
-        )
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument(
+        "--max-connections", type=int, default=None, help="pool size; default: --concurrency"
     )
+    parser.add_argument(
+        "--no-orjson", action="store_true", help="make `import orjson` fail in this process"
+    )
+    args = parser.parse_args(argv)
+    if args.no_orjson:
+        # A None entry makes every later `import orjson` raise ImportError.
+        sys.modules["orjson"] = None  # type: ignore[assignment]
+    warmup = 2 * args.concurrency if args.warmup is None else args.warmup
+    batch = measure(
+        args.client,
+        url=args.url,
+        key=args.key,
+        n=args.n,
+        concurrency=args.concurrency,
+        warmup=warmup,
+        pool=args.max_connections,
+        profile=args.profile,
+    )
+    if args.loop == "uvloop":
+        # Imported by name: uvloop is a knob being measured, not a dependency.
+        record: dict[str, Any] = importlib.import_module("uvloop").run(batch)
+    else:
+        record = asyncio.run(batch)
     print(json.dumps(record), flush=True)
     return 0
 
