@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -112,6 +113,17 @@ class KodMobiClient:
             whose kod.mobi limit you know: a batch then runs at that pace without a
             single 429. ``None`` (the default) sends freely until kod.mobi answers
             429, then finds the rate it accepts and keeps to it (see the batch guide).
+        secret_key: The project's secret key, for the server-side calls
+            (:meth:`verify`, the manual mode). Defaults to ``KODMOBI_SECRET_KEY``. A
+            client may hold either key or both; a call whose key is missing raises
+            :class:`ConfigurationError` before sending.
+        endpoints: The paths of the calls, to override one kod.mobi serves elsewhere
+            (the code check, verify and settings paths are observed, not documented).
+        challenge_header: The header that carries a CAPTCHA ``challenge_token``
+            (kod.mobi does not document it; its legacy playground used this default).
+        ssl: TLS settings for the pool the client owns, as aiohttp takes them: an
+            :class:`ssl.SSLContext` (a private CA, a client certificate), or ``True``
+            for the system's defaults. ``False`` (no verification) is refused.
 
     Raises:
         ConfigurationError: No API key, an unsafe or malformed ``base_url``, or an
@@ -134,6 +146,7 @@ class KodMobiClient:
         secret_key: str | None = None,
         endpoints: Endpoints | None = None,
         challenge_header: str = DEFAULT_CHALLENGE_HEADER,
+        ssl: SSLContext | bool = True,
     ) -> None:
         environ = os.environ
         public, secret = _protocol.resolve_keys(api_key, secret_key, environ)
@@ -177,6 +190,13 @@ class KodMobiClient:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._attempt_limit = self._policy.attempt_limit(self._timeout)
 
+        given_ssl: object = ssl  # checked at run time: callers may pass anything
+        if given_ssl is not True and not isinstance(given_ssl, SSLContext):
+            msg = (
+                "ssl must be an ssl.SSLContext or True; turning certificate checks off "
+                "(False) would send the API key to whoever answers"
+            )
+            raise ConfigurationError(msg)
         if endpoints is not None and not isinstance(endpoints, Endpoints):
             msg = f"endpoints must be an Endpoints, got {type(endpoints).__name__}"
             raise ConfigurationError(msg)
@@ -206,6 +226,7 @@ class KodMobiClient:
         self._project_url = URL(self._base_url + channels, encoded=True)
         self._session_url_prefix = f"{self._base_url}{channels}?session_id="
 
+        self._max_connections = max_connections
         self._transport = Transport(
             policy=self._policy,
             clock=self._clock,
@@ -215,6 +236,7 @@ class KodMobiClient:
             session=session,
             rate_limit=rate_limit,
             redactor=self._redactor,
+            ssl=ssl,
         )
 
     # -- lifecycle ---------------------------------------------------------------
@@ -591,7 +613,8 @@ class KodMobiClient:
         Args:
             session_ids: Any iterable or async iterable of ids; duplicates are looked
                 up once. It is consumed lazily, so a generator of millions is fine.
-            concurrency: How many lookups run at a time.
+            concurrency: How many lookups run at a time; at most ``max_connections``
+                when the client owns its pool (more would only queue for a connection).
             timeout: Deadline for each lookup, counted from when it starts (not while it
                 waits for a slot); defaults to the client's ``timeout``.
             on_progress: Called as ``on_progress(done, total)`` after each lookup;
@@ -610,7 +633,10 @@ class KodMobiClient:
             ValueError: ``concurrency`` is not a positive integer.
         """
         return await gather(
-            self._lookup_for(timeout), session_ids, concurrency=concurrency, on_progress=on_progress
+            self._lookup_for(timeout),
+            session_ids,
+            concurrency=self._workers(concurrency),
+            on_progress=on_progress,
         )
 
     def iter_session_channels(
@@ -625,7 +651,8 @@ class KodMobiClient:
 
         Args:
             session_ids: Any iterable or async iterable of ids.
-            concurrency: How many lookups run at a time.
+            concurrency: How many lookups run at a time; at most ``max_connections``
+                when the client owns its pool (more would only queue for a connection).
             timeout: Deadline for each lookup, counted from when it starts.
             on_progress: Called as ``on_progress(done, total)`` after each lookup,
                 and every half second while none finishes.
@@ -642,8 +669,26 @@ class KodMobiClient:
             ValueError: ``concurrency`` is not a positive integer.
         """
         return stream(
-            self._lookup_for(timeout), session_ids, concurrency=concurrency, on_progress=on_progress
+            self._lookup_for(timeout),
+            session_ids,
+            concurrency=self._workers(concurrency),
+            on_progress=on_progress,
         )
+
+    def _workers(self, concurrency: int) -> int:
+        """The batch's worker count: at most the pool's size, when the pool is ours.
+
+        Workers beyond the pool would only queue for a connection, and that wait counts
+        against each attempt's time limit: measured, a batch at concurrency 256 on a
+        pool of 64 lost lookups to timeouts that a pool-sized batch never had.
+        """
+        if (
+            self._transport.owns_session
+            and type(concurrency) is int
+            and concurrency > self._max_connections
+        ):
+            return self._max_connections
+        return concurrency
 
     def _lookup_for(self, timeout: object) -> Lookup:
         """The one-id lookup a batch runs, with the batch's per-lookup deadline."""

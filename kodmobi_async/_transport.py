@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from ssl import SSLContext
 from typing import Any, TypeVar
 
 import aiohttp
@@ -56,6 +57,7 @@ class Transport:
         session: A caller's aiohttp session to use (and never close), or ``None``.
         rate_limit: An explicit ceiling on request starts per second, or ``None``.
         redactor: The secrets no error, log line or cause may show.
+        ssl: TLS settings for the pool, when the transport owns it.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Transport:
         session: aiohttp.ClientSession | None,
         rate_limit: float | None,
         redactor: Redactor,
+        ssl: SSLContext | bool = True,
     ) -> None:
         self._policy = policy
         self._clock = clock
@@ -78,6 +81,7 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._redactor = redactor
+        self._ssl = ssl
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         # Calls waiting out a backoff or a pause, which close() wakes.
@@ -142,7 +146,9 @@ class Transport:
             raise ClientStateError(msg)
         session = self._session
         if session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ttl_dns_cache=300, ssl=self._ssl
+            )
             session = aiohttp.ClientSession(
                 connector=connector,
                 headers=dict(self._headers),

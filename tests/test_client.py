@@ -690,3 +690,92 @@ class TestPromisesUnderHostileInput:
         assert list(results) == session_ids  # the bug cost one id, not the batch
         assert isinstance(results[session_ids[1]], KodMobiError)
         assert set(results.ok) == {session_ids[0], session_ids[2]}
+
+
+@pytest.fixture
+def tls_cert(tmp_path: Any) -> tuple[Any, Any]:
+    """A throwaway self-signed certificate for 127.0.0.1, as a private CA would issue."""
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(  # noqa: S603 -- fixed arguments
+        [  # noqa: S607 -- openssl from PATH, as the benchmarks use it
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class TestTLS:
+    async def test_a_private_ca_is_trusted_through_ssl(self, tls_cert: tuple[Any, Any]) -> None:
+        import ssl
+
+        from aiohttp import web
+
+        cert, key = tls_cert
+        served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        served.load_cert_chain(cert, key)
+
+        async def channels(_request: web.Request) -> web.Response:
+            return web.json_response(CHANNELS)
+
+        app = web.Application()
+        app.router.add_get("/session/channels", channels)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=served)
+        await site.start()
+        port = runner.addresses[0][1]
+        trusted = ssl.create_default_context(cafile=str(cert))
+        try:
+            base = f"https://127.0.0.1:{port}"
+            async with KodMobiClient(SECRET_KEY, base_url=base, ssl=trusted) as client:
+                channels_seen = await client.get_session_channels()
+            async with KodMobiClient(
+                SECRET_KEY, base_url=base, retry=RetryPolicy.disabled()
+            ) as untrusting:
+                with pytest.raises(APIConnectionError) as info:
+                    await untrusting.get_session_channels()
+        finally:
+            await runner.cleanup()
+        assert [c.type for c in channels_seen] == [ChannelType.SMS, ChannelType.TELEGRAM]
+        assert "SSL" in str(info.value) or "certificate" in str(info.value)
+
+    def test_turning_certificate_checks_off_is_refused(self) -> None:
+        with pytest.raises(ConfigurationError, match="ssl"):
+            KodMobiClient(SECRET_KEY, ssl=False)
+
+
+class TestBatchAgainstThePool:
+    async def test_a_batch_wider_than_the_pool_loses_no_lookup_to_waiting(
+        self, fake: FakeKodMobi
+    ) -> None:
+        ids = fake.add_sessions(40)
+        fake.latency = 0.05
+        # Each attempt gets 0.3 s; 40 lookups over 2 connections take about a second, so
+        # 50 workers queueing for the 2 connections would time out while they wait.
+        async with KodMobiClient(
+            SECRET_KEY, base_url=fake.url, max_connections=2, timeout=0.9
+        ) as client:
+            results = await client.gather_session_channels(ids, concurrency=50)
+        assert len(results.ok) == 40
+        assert fake.request_count == 40
