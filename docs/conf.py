@@ -76,6 +76,7 @@ EXTERNAL_TARGETS: dict[str, str] = {
     "collections.abc.Mapping": _PYTHON + "collections.abc.html#collections.abc.Mapping",
     "time.monotonic": _PYTHON + "time.html#time.monotonic",
     "datetime.datetime": _PYTHON + "datetime.html#datetime.datetime",
+    "ssl.SSLContext": _PYTHON + "ssl.html#ssl.SSLContext",
     "aiohttp.ClientSession": _AIOHTTP + "client_reference.html#aiohttp.ClientSession",
 }
 

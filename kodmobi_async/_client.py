@@ -10,8 +10,8 @@ import functools
 import logging
 import os
 import re
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
-from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -70,6 +70,8 @@ _ENCODING = "Content-Encoding"
 # Past this, a pool or a batch is a mistake (more than a process can hold sockets for).
 MAX_CONNECTIONS = 65_536
 _MAX_RATE = 1_000_000.0
+# The `ssl` argument shadows the module inside __init__.
+_SSLContext = ssl.SSLContext
 
 
 @functools.cache
@@ -146,7 +148,7 @@ class KodMobiClient:
         secret_key: str | None = None,
         endpoints: Endpoints | None = None,
         challenge_header: str = DEFAULT_CHALLENGE_HEADER,
-        ssl: SSLContext | bool = True,
+        ssl: ssl.SSLContext | bool = True,
     ) -> None:
         environ = os.environ
         public, secret = _protocol.resolve_keys(api_key, secret_key, environ)
@@ -191,7 +193,7 @@ class KodMobiClient:
         self._attempt_limit = self._policy.attempt_limit(self._timeout)
 
         given_ssl: object = ssl  # checked at run time: callers may pass anything
-        if given_ssl is not True and not isinstance(given_ssl, SSLContext):
+        if given_ssl is not True and not isinstance(given_ssl, _SSLContext):
             msg = (
                 "ssl must be an ssl.SSLContext or True; turning certificate checks off "
                 "(False) would send the API key to whoever answers"
