@@ -10,6 +10,8 @@ that got it.
 
 from __future__ import annotations
 
+from collections import deque
+
 import attrs
 
 __all__ = ["Pace", "PaceState", "PauseGate", "RetryBudget"]
@@ -146,11 +148,17 @@ class Pace:
         "_recent",
         "_slow_start",
         "_waited_at",
+        "_window",
         "rate",
     )
 
     def __init__(self, ceiling: float | None = None) -> None:
         self._ceiling = ceiling
+        # The last floor(ceiling) actual start times: the next start waits until the
+        # oldest is a second old, so no one-second window ever holds more.
+        self._window: deque[float] | None = (
+            deque(maxlen=max(1, int(ceiling))) if ceiling is not None else None
+        )
         #: Requests per second now in force; ``None`` while nothing limits the client.
         self.rate: float | None = ceiling
         self._slow_start = False
@@ -181,6 +189,18 @@ class Pace:
             recent[0] = second
             recent[1] = 0.0
         recent[1] += 1.0
+
+    def window_wait(self, now: float) -> float:
+        """Seconds until one more start keeps the ceiling in every one-second window."""
+        window = self._window
+        if window is None or len(window) < (window.maxlen or 0):
+            return 0.0
+        return max(0.0, window[0] + self._WINDOW - now)
+
+    def record_start(self, now: float) -> None:
+        """Remember an actual start, when a ceiling is set (see :meth:`window_wait`)."""
+        if self._window is not None:
+            self._window.append(now)
 
     def earliest_start(self, now: float) -> float:
         """The earliest time a request could start now, given the slots already taken."""

@@ -248,6 +248,14 @@ class Transport:
             if wait > 0:
                 await self._sleep(wait)
                 now = clock.monotonic()
+            if pace.ceiling is not None:
+                # The schedule keeps the rate; a late wake-up could still put one start
+                # too many into a second, so the explicit limit is also held on the
+                # actual start times.
+                while (hold := pace.window_wait(now)) > 0 and now + hold < deadline:
+                    await self._sleep(hold)
+                    now = clock.monotonic()
+                pace.record_start(now)
         remaining = deadline - now
         if remaining <= 0:
             msg = f"the deadline of {method} {path} passed before attempt {attempt}"

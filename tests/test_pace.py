@@ -240,3 +240,20 @@ class TestPaceState:
             assert client.pace.limited
             clock.advance(3.0)
             assert not client.pace.limited
+
+
+class TestCeilingWindow:
+    def test_a_late_start_never_puts_one_too_many_into_a_second(self) -> None:
+        pace = Pace(ceiling=3.0)
+        for at in (0.0, 0.1, 0.2):
+            assert pace.window_wait(at) == 0.0
+            pace.record_start(at)
+        # A fourth start must wait until the first is a second old.
+        assert pace.window_wait(0.5) == pytest.approx(0.5)
+        assert pace.window_wait(1.0) == 0.0
+
+    def test_without_a_ceiling_nothing_is_held(self) -> None:
+        pace = Pace()
+        for at in range(10):
+            pace.record_start(at / 100)
+        assert pace.window_wait(0.1) == 0.0
