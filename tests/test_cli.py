@@ -25,7 +25,7 @@ import pytest
 
 import kodmobi_async
 from kodmobi_async import NotFoundError, RateLimitError
-from kodmobi_async._cli import build_parser, main
+from kodmobi_async._cli import build_parser, main, parse_args
 from kodmobi_async._cli_output import CHANNEL_FIELDS, CSV_FIELDS, ERROR_FIELDS
 from kodmobi_async._demo import RATE_BURST, RATE_LIMIT, Expected, Plan, check, make_plan, run_demo
 from kodmobi_async.testing import FakeKodMobi, Fault, RecordedRequest, new_session_id
@@ -1006,6 +1006,41 @@ class TestEntryPoints:
         assert parser.parse_args(["demo"]).verbose is False
         assert parser.parse_args(["demo", "--no-faults"]).faults is False
         assert parser.parse_args(["demo"]).faults is True
+
+    @pytest.mark.parametrize(
+        ("argv", "token", "fmt"),
+        [
+            (["verify", "-hQ2x", "--format", "json"], "-hQ2x", "json"),
+            (["verify", "--form", "csv", "--", "-x"], "-x", "csv"),
+            (["verify", "--form=csv", "-x"], "-x", "csv"),
+            (["-v", "verify", "--timeout", "3", "--xy"], "--xy", "table"),
+            (["verify", "plain", "--format", "jsonl"], "plain", "jsonl"),
+        ],
+    )
+    def test_a_verify_token_may_start_with_a_dash(
+        self, argv: list[str], token: str, fmt: str
+    ) -> None:
+        args = parse_args(argv)
+
+        assert (args.verify_token, args.format) == (token, fmt)
+
+    @pytest.mark.parametrize(
+        ("argv", "said"),
+        [
+            (["verify", "TOKEN", "--fromat", "json"], "unrecognized arguments: --fromat json"),
+            (["verify", "-x", "--fromat=json"], "unrecognized arguments: --fromat=json"),
+            # Only verify takes a dash first: a session id never starts with one.
+            (["check", "-x", "01HZX3Q8V6W4T1N6B2C3D4E5F6", "1234"], "unrecognized arguments: -x"),
+        ],
+    )
+    def test_a_mistyped_option_is_still_a_usage_error(
+        self, argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as exited:
+            parse_args(argv)
+
+        assert exited.value.code == 2
+        assert said in capsys.readouterr().err
 
     def test_main_returns_the_exit_status_in_process(
         self, capsys: pytest.CaptureFixture[str]

@@ -252,6 +252,31 @@ class TestVerify:
         assert_refused(again, "verify", 404, "ERROR_MESSAGE_NOT_FOUND")
         assert [r.headers.get("x-api-key") for r in flow_fake.requests[-2:]] == [PROJECT_SECRET] * 2
 
+    @pytest.mark.parametrize(
+        "token",
+        ["-41jAwvHyb-hBlHBgfFYcH6kpQ", "-hZ1pDq6n3", "-vQ7", "--xK2mQ", "-"],
+        ids=["dash", "dash-h", "dash-v", "double-dash", "lone-dash"],
+    )
+    @pytest.mark.parametrize("options_first", [False, True], ids=["after", "before"])
+    def test_a_token_that_starts_with_a_dash_is_taken_as_pasted(
+        self,
+        flow_fake: FakeKodMobi,
+        monkeypatch: pytest.MonkeyPatch,
+        token: str,
+        options_first: bool,
+    ) -> None:
+        # One token in 64 starts with "-" (URL-safe base64): argparse took it for an
+        # option and asked for the token the user had just pasted.
+        monkeypatch.setattr(flow_fake._project.flow, "new_verify_token", lambda: token)
+        assert verify_token(flow_fake, create(flow_fake)) == token
+        options = ["--format", "json", "--timeout", "5"]
+        args = [*options, token] if options_first else [token, *options]
+
+        result = kodmobi(flow_fake, "verify", *args)
+
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"to": PHONE, "phone": PHONE}
+
     def test_without_the_secret_key_it_is_exit_2_before_any_request(
         self, flow_fake: FakeKodMobi
     ) -> None:

@@ -39,11 +39,12 @@ from .common import (
     VERBOSE_HELP,
     Scrub,
     UsageError,
+    dash_first,
     help_formatter,
     say,
 )
 
-__all__ = ["build_parser", "main", "parse_ids"]
+__all__ = ["build_parser", "main", "parse_args", "parse_ids"]
 
 #: The commands, in the order ``kodmobi --help`` lists them.
 _COMMANDS: Final = (channels, create, send, check, verify, manual_send, demo, serve_fake)
@@ -69,12 +70,21 @@ def _command_list() -> str:
     return "commands:\n" + "\n".join(lines)
 
 
+#: Commands whose positional may start with ``-`` (see :func:`.common.dash_first`).
+_DASH_FIRST: Final = (verify.NAME,)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``kodmobi`` argument parser.
 
     Returns:
         The parser; each command sets ``handler`` to its module's ``run``.
     """
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """Build the ``kodmobi`` parser; also return each command's parser by name."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         usage="%(prog)s [-h] [--version] [-v] COMMAND ...",
@@ -96,7 +106,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for module in _COMMANDS:
         module.add_parser(commands)
-    return parser
+    return parser, dict(commands.choices)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``kodmobi``'s arguments; a usage error exits with status 2, as argparse does.
+
+    Args:
+        argv: The arguments after the program name.
+
+    Returns:
+        The parsed arguments; ``handler`` is the command's ``run``.
+    """
+    parser, commands = _build()
+    return parser.parse_args(_protect_dash_positionals(list(argv), commands))
+
+
+def _protect_dash_positionals(
+    argv: list[str], commands: dict[str, argparse.ArgumentParser]
+) -> list[str]:
+    """Apply :func:`.common.dash_first` to the arguments of the commands that need it."""
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if not arg.startswith("-"):
+            if arg in _DASH_FIRST:
+                return [*argv[: index + 1], *dash_first(argv[index + 1 :], commands[arg])]
+            break
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,8 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status (see the module docstring).
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     api_key: str | None = getattr(args, "api_key", None)
     scrub = _cli_output.Scrubber(
         [api_key, os.environ.get(API_KEY_ENV), os.environ.get(SECRET_KEY_ENV)]

@@ -34,6 +34,7 @@ __all__ = [
     "build_client",
     "burst",
     "client_rate",
+    "dash_first",
     "help_formatter",
     "new_command",
     "non_negative_int",
@@ -81,6 +82,49 @@ class Commands(Protocol):
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         """Add the parser of the command ``name``."""
         ...
+
+
+def dash_first(args: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Let a command's one positional start with ``-``, as a verify token may.
+
+    kod.mobi's tokens are URL-safe base64, so one in 64 starts with ``-``: argparse reads
+    it as an unknown option (or ``-h...`` as a call for help) and says the positional is
+    missing, though the user pasted it. The first argument that is neither one of the
+    command's options nor an option's value is taken as the positional and moved behind
+    ``--``. What could be meant as a long option (an abbreviation of one, or anything
+    with ``=``, which URL-safe base64 never holds) is left to argparse, and so is
+    everything once the positional is found (``TOKEN --fromat json`` is still reported
+    as a bad option); a user who writes ``--`` already is left alone.
+
+    Args:
+        args: The arguments after the command's name.
+        parser: The command's parser.
+
+    Returns:
+        The arguments, with the positional behind ``--`` if it starts with ``-``.
+    """
+    # argparse has no public way to list a parser's options; this mapping has been
+    # there, under this name, since the module was added to the standard library.
+    options = parser._option_string_actions
+    longs = [name for name in options if name.startswith("--")]
+    skip_value = False
+    for index, arg in enumerate(args):
+        if skip_value:
+            skip_value = False
+            continue
+        if arg == "--":
+            return args
+        if arg in options:
+            skip_value = options[arg].nargs != 0
+            continue
+        if arg.startswith("--"):
+            name, equals, _ = arg.partition("=")
+            if equals or any(long.startswith(name) for long in longs):
+                continue  # an option, its value attached, or an abbreviation
+        elif not arg.startswith("-") or arg == "-":
+            return args  # the positional, as argparse will read it
+        return [*args[:index], *args[index + 1 :], "--", arg]
+    return args
 
 
 def new_command(

@@ -537,7 +537,7 @@ class Flow:
                 params={"count": session.wrong_attempts},
             )
         session.closed = True
-        token = secrets.token_urlsafe(24)
+        token = self.new_verify_token()
         self._tokens[token] = session.to
         return token, session.is_test
 
@@ -616,6 +616,10 @@ class Flow:
     def new_code(self) -> str:
         """Make a random code of the project's length."""
         return "".join(str(secrets.randbelow(10)) for _ in range(self.settings.code_length))
+
+    def new_verify_token(self) -> str:
+        """Make a random verify token: URL-safe base64, so it may start with ``-``."""
+        return secrets.token_urlsafe(24)
 
     # -- internals -------------------------------------------------------------------
 
