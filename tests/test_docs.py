@@ -22,10 +22,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import kodmobi_async
 import kodmobi_async.testing
+from kodmobi_async import CodeCheck, ManualMessage, SentCode, Session, Verification
 from kodmobi_async._cli_output import CHANNEL_FIELDS, ERROR_FIELDS
 from kodmobi_async.testing import FakeKodMobi
 
@@ -369,6 +371,31 @@ class TestPages:
         documented = set(re.findall(r"^\| `(\w+)` \|", text, re.MULTILINE))
 
         assert documented == {*CHANNEL_FIELDS, *ERROR_FIELDS}
+
+    def test_the_cli_page_names_every_flow_commands_answer_fields(self) -> None:
+        text = (DOCS / "howto" / "cli.md").read_text(encoding="utf-8")
+        rows = re.findall(r"^\| `kodmobi ([\w-]+)[^`]*` \|.*\| ([^|]+) \|$", text, re.MULTILINE)
+        documented = {
+            command: [name.strip("` ") for name in re.split(r",\s*", answer)]
+            for command, answer in rows
+        }
+        models = {
+            "create": Session,
+            "send": SentCode,
+            "check": CodeCheck,
+            "verify": Verification,
+            "manual-send": ManualMessage,
+        }
+
+        # The page adds notes in parentheses, such as "`code` (encrypted)".
+        shown = {
+            command: [re.sub(r"\s*\(.*\)$", "", name).strip("` ") for name in names]
+            for command, names in documented.items()
+        }
+        assert shown == {
+            command: [field.name for field in attrs.fields(model)]
+            for command, model in models.items()
+        }
 
 
 # -- the build ------------------------------------------------------------------------
