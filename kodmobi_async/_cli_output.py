@@ -663,8 +663,9 @@ async def pace_log(
         yield
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Not suppress(CancelledError), which would also swallow a cancellation of
+        # this task (Ctrl-C) that arrives while the watcher winds down.
+        await asyncio.gather(task, return_exceptions=True)
 
 
 class ProgressDisplay(NamedTuple):

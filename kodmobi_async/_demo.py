@@ -289,8 +289,7 @@ async def _pace_samples(client: KodMobiClient) -> AsyncIterator[list[float]]:
         yield samples
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.gather(task, return_exceptions=True)  # keeps a Ctrl-C's cancellation
 
 
 async def run_demo(

@@ -6,6 +6,7 @@ can wait on the CLI process without blocking the server's event loop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
@@ -26,6 +27,7 @@ import pytest
 import kodmobi_async
 from kodmobi_async import NotFoundError, RateLimitError
 from kodmobi_async._cli import build_parser, main, parse_args
+from kodmobi_async._cli.channels import _Printer
 from kodmobi_async._cli_output import CHANNEL_FIELDS, CSV_FIELDS, ERROR_FIELDS
 from kodmobi_async._demo import RATE_BURST, RATE_LIMIT, Expected, Plan, check, make_plan, run_demo
 from kodmobi_async.testing import FakeKodMobi, Fault, RecordedRequest, new_session_id
@@ -587,6 +589,48 @@ class TestChannelsTable:
                 process.send_signal(signal.SIGINT)
                 process.communicate(timeout=TIMEOUT)
         assert process.returncode == 130
+
+
+class TestTablePrinter:
+    """The table's text goes out from a thread, in the order it was made."""
+
+    async def test_text_added_later_never_overtakes_a_write_in_progress(self) -> None:
+        written: list[str] = []
+        header_started, release_header, rest_written = (threading.Event() for _ in range(3))
+
+        def write(text: str) -> None:
+            if text.startswith("header"):
+                header_started.set()
+                release_header.wait(TIMEOUT)
+            written.append(text)
+            if text.startswith("rest"):
+                rest_written.set()
+
+        printer = _Printer(write)
+        await printer.__aenter__()
+        printer.add("header\n")
+        await asyncio.to_thread(header_started.wait, TIMEOUT)  # the ticker is writing it
+        printer.add("rest\n")
+        # Leaving cancels the ticker mid-write, then flushes what is left: the rest
+        # must wait for the header's thread, so it cannot appear within this wait.
+        closing = asyncio.create_task(printer.__aexit__(None, None, None))
+        assert not await asyncio.to_thread(rest_written.wait, 0.2)
+        release_header.set()
+        await closing
+
+        assert written == ["header\n", "rest\n"]
+
+    async def test_a_cancellation_while_it_winds_down_is_kept(self) -> None:
+        async def draw() -> None:
+            async with _Printer(lambda _text: None):
+                # Ctrl-C lands just as the block ends, while the printer stops its
+                # ticker: the cancellation is the caller's, and must reach it.
+                task = asyncio.current_task()
+                assert task is not None
+                asyncio.get_running_loop().call_soon(task.cancel)
+
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.create_task(draw())
 
 
 class TestProgressBar:

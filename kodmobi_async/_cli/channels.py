@@ -323,6 +323,10 @@ class _Printer:
         self._pending: list[str] = []
         self._size = 0
         self._lock = asyncio.Lock()
+        # The write in a thread, until it has ended. Cancelling the flush that started
+        # it does not stop the thread, so the next flush waits for it: text written
+        # later must never overtake it (the end of a table printed above its header).
+        self._writing: asyncio.Future[object] | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     def add(self, text: str) -> None:
@@ -337,12 +341,17 @@ class _Printer:
 
     async def _flush(self) -> None:
         async with self._lock:
+            if self._writing is not None:
+                await asyncio.shield(self._writing)
+                self._writing = None
             if not self._pending:
                 return
             text = "".join(self._pending)
             self._pending.clear()
             self._size = 0
-            await asyncio.to_thread(self._write, text)
+            self._writing = asyncio.get_running_loop().run_in_executor(None, self._write, text)
+            await asyncio.shield(self._writing)
+            self._writing = None
 
     async def _tick(self) -> None:
         while True:
@@ -356,7 +365,8 @@ class _Printer:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            # gather, not suppress(CancelledError): a cancellation of this task that
+            # arrives meanwhile (Ctrl-C) must not be swallowed with the ticker's own.
+            await asyncio.gather(self._ticker, return_exceptions=True)
         if exc_info[0] is None:
             await self._flush()
