@@ -195,6 +195,11 @@ def _checked_key(key: object, where: str, kind: str) -> str:
         # Never echo the key itself, not even in this message.
         msg = f"the {kind} key contains whitespace or control characters; copy it again"
         raise ConfigurationError(msg)
+    # Lone surrogates are what os.environ makes of bytes that are not UTF-8: no such
+    # key can be sent, and encoding it would fail later with the key in the error.
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in key):
+        msg = f"the {kind} key contains bytes that are not UTF-8 text; copy it again"
+        raise ConfigurationError(msg)
     return key
 
 

@@ -251,6 +251,24 @@ class TestResolveApiKey:
         assert KEY[:5] not in message
         assert KEY[5:] not in repr(info.value.args)
 
+    @pytest.mark.parametrize("source", ["argument", "environment"])
+    def test_a_key_that_is_not_utf8_text_raises_without_echoing_the_key(self, source: str) -> None:
+        # What os.environ holds for a variable set to bytes that are not UTF-8.
+        api_key = f"{KEY[:5]}\udcff{KEY[5:]}"
+        arg, environ = (api_key, {}) if source == "argument" else (None, {API_KEY_ENV: api_key})
+
+        with pytest.raises(ConfigurationError) as info:
+            resolve_api_key(arg, environ)
+
+        assert str(info.value) == (
+            "the API key contains bytes that are not UTF-8 text; copy it again"
+        )
+        assert vars(info.value) == {}
+        assert KEY[5:] not in repr(info.value.args)
+
+    def test_a_non_ascii_key_is_kept(self) -> None:
+        assert resolve_api_key("sk-ключ-1", {}) == "sk-ключ-1"
+
     def test_a_non_string_key_names_its_type_only(self) -> None:
         with pytest.raises(ConfigurationError) as info:
             resolve_api_key(b"sk-bytes-key-123", {})  # type: ignore[arg-type]
