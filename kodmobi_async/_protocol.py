@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard, TypeVar, get_origin
 from urllib.parse import urlsplit
 
 from . import _converter
@@ -476,7 +476,12 @@ def decode_response(
     def structure(data: Any) -> Any:
         return _converter.structure(data, model)
 
-    name = getattr(model, "__name__", None) or str(model).replace("kodmobi_async._models.", "")
+    # list[Model] has a __name__ too, "list": spell generics out in full.
+    name = (
+        str(model).replace("kodmobi_async._models.", "")
+        if get_origin(model) is not None
+        else getattr(model, "__name__", None) or str(model)
+    )
     return _decode(status, headers, body, method, path, redactor, structure, name)
 
 
