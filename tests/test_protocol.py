@@ -1116,6 +1116,8 @@ class TestLoadJson:
             b'{"' + b"{" * 100 + b'": 1}',
             # Many siblings are wide, not deep.
             b"[" + b"[[]]," * 100 + b"[]]",
+            # Exactly the limit, with enough brackets elsewhere that the scan runs.
+            b"[" + b"[]," * 10 + b"[" * 63 + b"]" * 63 + b"]",
         ],
     )
     def test_json_up_to_the_depth_limit_is_read(self, body: bytes) -> None:
@@ -1131,6 +1133,9 @@ class TestLoadJson:
             b'["\\\\", ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"]",
             # A string with brackets does not hide the real nesting after it.
             b'["[[[[", ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"]",
+            # Closing a level and opening two more goes one past the limit.
+            b"[" * 63 + b"[], [[]]" + b"]" * 63,
+            b"[" + b"[]," * 10 + b"[" * 64 + b"]" * 64 + b"]",
             # Refused before parsing: an unclosed deep body is refused the same way.
             b"[" * 100_000,
         ],
@@ -1240,7 +1245,15 @@ class TestDecodeResponse:
 
         monkeypatch.setattr(_converter, "describe_error", cannot)
         with pytest.raises(ResponseValidationError) as info:
-            decode_response(200, {}, b'{"colour": "blue"}', Painted, method="GET", path="/p")
+            decode_response(
+                200,
+                {},
+                b'{"colour": "blue"}',
+                Painted,
+                method="GET",
+                path="/p",
+                redactor=Redactor([KEY]),
+            )
 
         assert str(info.value) == (
             "kod.mobi answered GET /p with Painted that do not fit the model: ClassValidationError"
@@ -1295,8 +1308,26 @@ class TestKeysInAnswers:
         with pytest.raises(ResponseValidationError) as info:
             self.decode(200, b'{"a": 1}')
 
+        assert str(info.value) == (
+            "kod.mobi answered GET /session/channels with channels that do not fit the model: "
+            "$: expected a JSON array of channels, got an object"
+        )
         assert info.value.field_path == "$"
         assert info.value.__cause__ is not None
+
+    def test_a_parse_error_that_keeps_the_key_is_not_chained(self) -> None:
+        # The JSON parser keeps the whole document on its error, as ``doc``.
+        with pytest.raises(ResponseValidationError) as info:
+            self.decode(200, b'{"key": "' + KEY.encode())
+
+        assert info.value.__cause__ is None
+        assert not shows_key(info.value)
+
+    def test_a_parse_error_without_the_key_is_chained(self) -> None:
+        with pytest.raises(ResponseValidationError) as info:
+            self.decode(200, b'{"key": ')
+
+        assert isinstance(info.value.__cause__, ValueError)
 
 
 class UnreadableHeaders(Mapping[str, str]):
@@ -1329,12 +1360,12 @@ class TestUnreadableAnswers:
         )
 
     def test_an_unreadable_redirect_is_a_redirect_without_location(self) -> None:
-        error = status_error(302, UnreadableHeaders(), b"", method="GET", path="/y")
+        error = status_error(302, UnreadableHeaders(), b"", method="HEAD", path="/y")
 
         assert isinstance(error, RedirectError)
         assert error.location is None
-        assert (error.status, error.method, error.path) == (302, "GET", "/y")
-        assert str(error) == "kod.mobi answered 302 with an answer that could not be read (GET /y)"
+        assert (error.status, error.method, error.path) == (302, "HEAD", "/y")
+        assert str(error) == "kod.mobi answered 302 with an answer that could not be read (HEAD /y)"
 
 
 class TestEnvelopeFields:
