@@ -118,7 +118,16 @@ MUTATE_TESTS = {
     "_protocol": ["tests/test_protocol.py", "tests/test_errors.py"],
     "_converter": ["tests/test_converter.py", "tests/test_protocol.py"],
     "_retry": ["tests/test_retry.py"],
-    "_throttle": ["tests/test_throttle.py", "tests/test_retry.py"],
+    "_throttle": [
+        "tests/test_throttle.py",
+        "tests/test_retry.py",
+        # test_pace.py's pure classes; the rest of it runs batches on the real clock.
+        "tests/test_pace.py::TestPaceArithmetic",
+        "tests/test_pace.py::TestCeilingWindow",
+    ],
+    # test_flow_calls.py's pure classes; its other classes talk to a loopback server.
+    "_calls": ["tests/test_flow_calls.py::TestArguments", "tests/test_flow_calls.py::TestRequests"],
+    "_redact": ["tests/test_redact.py", "tests/test_protocol.py"],
     "_batch": ["tests/test_batch.py"],
 }
 # Load tests that take seconds each would run again for every mutant they reach; the

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard, TypeVar, get_origin
 from urllib.parse import urlsplit
 
 from . import _converter
@@ -194,6 +194,11 @@ def _checked_key(key: object, where: str, kind: str) -> str:
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in key):
         # Never echo the key itself, not even in this message.
         msg = f"the {kind} key contains whitespace or control characters; copy it again"
+        raise ConfigurationError(msg)
+    # Lone surrogates are what os.environ makes of bytes that are not UTF-8: no such
+    # key can be sent, and encoding it would fail later with the key in the error.
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in key):
+        msg = f"the {kind} key contains bytes that are not UTF-8 text; copy it again"
         raise ConfigurationError(msg)
     return key
 
@@ -471,7 +476,12 @@ def decode_response(
     def structure(data: Any) -> Any:
         return _converter.structure(data, model)
 
-    name = getattr(model, "__name__", None) or str(model).replace("kodmobi_async._models.", "")
+    # list[Model] has a __name__ too, "list": spell generics out in full.
+    name = (
+        str(model).replace("kodmobi_async._models.", "")
+        if get_origin(model) is not None
+        else getattr(model, "__name__", None) or str(model)
+    )
     return _decode(status, headers, body, method, path, redactor, structure, name)
 
 

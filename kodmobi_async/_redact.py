@@ -107,6 +107,11 @@ class Redactor:
                     setattr(link, attr, self._stand_in(linked))
                 else:
                     stack.append(linked)
+            # A group's members cannot be swapped, but a traceback prints their own
+            # causes and contexts too, so those links are sealed like any other.
+            members = getattr(link, "exceptions", None)
+            if isinstance(members, tuple):
+                stack.extend(m for m in members if isinstance(m, BaseException))
 
     def exposes(self, exc: BaseException) -> bool:
         """Whether ``exc`` shows a secret in its text, its args or its attributes.
@@ -118,10 +123,14 @@ class Redactor:
             return False
         try:
             values: list[object] = [exc, *exc.args, *vars(exc).values()]
+            if any(self.shows(str(v)) or self.shows(repr(v)) for v in values):
+                return True
+            # A member counts whole (its attributes and notes too): it cannot be
+            # replaced on its own, only with the group.
             members = getattr(exc, "exceptions", None)
-            if isinstance(members, tuple):
-                values.extend(members)
-            return any(self.shows(str(v)) or self.shows(repr(v)) for v in values)
+            return isinstance(members, tuple) and any(
+                isinstance(m, BaseException) and self.exposes(m) for m in members
+            )
         except Exception:  # unprintable: treat as unsafe
             return True
 

@@ -30,9 +30,11 @@ from kodmobi_async import (
 )
 from kodmobi_async._calls import (
     Key,
+    Request,
     Resend,
     check_request,
     create_request,
+    manual_channels_request,
     manual_send_request,
     send_request,
     settings_request,
@@ -45,6 +47,8 @@ from .conftest import SECRET_KEY
 from .hostile import HostileServer, Reply, SeenRequest, json_reply
 
 SID = "01HZX3Q8V6W4T1N6B2C3D4E5F6"
+MASKED_SID = "01HZX3…E5F6"
+PHONE = "+79001234567"
 SERVER_SECRET = "sk-SECRET-LEAKCHECK-9d8e7f"
 ENDPOINTS = Endpoints()
 EXPIRES = "2026-11-30T06:43:00+00:00"
@@ -69,6 +73,7 @@ class TestArguments:
             ("+7 900 123 45 67", "spaces"),
             ("+0123456789", "neither"),
             ("user@localhost", "neither"),
+            ("7-900-123-45-67", "without"),
             ("", "neither"),
             (79001234567, "int"),
         ],
@@ -112,6 +117,109 @@ class TestArguments:
         with pytest.raises(InvalidArgumentError, match="check"):
             Endpoints(check="v2/check")
 
+    def test_an_endpoint_may_not_carry_a_query(self) -> None:
+        with pytest.raises(InvalidArgumentError) as info:
+            Endpoints(check="/v2/check?lang=en")
+        assert info.value.argument == "check"
+        assert str(info.value) == (
+            "Endpoints.check must be a path starting with '/' and without a query, such as "
+            "'/v2/check'; got '/v2/check?lang=en'"
+        )
+
+    def test_an_email_may_be_as_long_as_the_standard_allows_and_no_longer(self) -> None:
+        longest = "a" * 64 + "@" + "b" * 185 + ".com"
+        assert len(longest) == 254
+        assert validate_to(longest) == longest
+        with pytest.raises(InvalidArgumentError, match="255 characters"):
+            validate_to("a" + longest)
+
+    def test_a_bad_to_names_both_accepted_forms(self) -> None:
+        with pytest.raises(InvalidArgumentError) as info:
+            validate_to("someone")
+        assert str(info.value) == (
+            "to must be a phone number in E.164 form (a '+', the country code and the "
+            "number, digits only, such as '+79001234567') or an email address; got 7 "
+            "characters that are neither"
+        )
+
+    @pytest.mark.parametrize(
+        ("code", "told"),
+        [("123", "got 3 characters"), (12.5, "got float"), (None, "got NoneType")],
+    )
+    def test_a_bad_code_says_what_it_got(self, code: object, told: str) -> None:
+        with pytest.raises(InvalidArgumentError) as info:
+            validate_code(code)
+        assert str(info.value) == f"code must be a string of 4 to 6 digits, such as '4821'; {told}"
+        assert info.value.argument == "code"
+
+    @pytest.mark.parametrize("channel", ["", "sms x", "sms\n", 5, None])
+    def test_a_channel_must_be_a_nonempty_token(self, channel: object) -> None:
+        with pytest.raises(InvalidArgumentError) as info:
+            send_request(ENDPOINTS, SID, channel)
+        assert info.value.argument == "type"
+        assert str(info.value) == (
+            "type must be a channel type such as 'sms', 'whatsapp', 'telegram' or 'email' "
+            f"(a ChannelType or its string); got {channel!r}"
+        )
+        with pytest.raises(InvalidArgumentError) as info:
+            create_request(ENDPOINTS, PHONE, type=channel if channel is not None else 5)
+        assert info.value.argument == "type"
+        with pytest.raises(InvalidArgumentError) as info:
+            manual_send_request(ENDPOINTS, PHONE, channel)
+        assert info.value.argument == "channel"
+        assert str(info.value).startswith("channel must be a channel type")
+
+    @pytest.mark.parametrize(
+        ("token", "shown"),
+        [
+            ("", "0 characters"),
+            ("tok en", "6 characters"),
+            ("t" * 4097, "4097 characters"),
+            (7, "int"),
+        ],
+    )
+    def test_a_verify_token_must_be_a_header_safe_string(self, token: object, shown: str) -> None:
+        with pytest.raises(InvalidArgumentError) as info:
+            verify_request(ENDPOINTS, token)
+        assert info.value.argument == "verify_token"
+        assert str(info.value) == (
+            "verify_token must be the non-empty token kod.mobi returned, without spaces; "
+            f"got {shown}"
+        )
+
+    @pytest.mark.parametrize("token", ["t", "t" * 4096])
+    def test_tokens_of_one_to_4096_characters_are_accepted(self, token: str) -> None:
+        assert body_of(verify_request(ENDPOINTS, token)) == {"verify_token": token}
+
+    def test_send_must_be_a_bool(self) -> None:
+        with pytest.raises(InvalidArgumentError) as info:
+            create_request(ENDPOINTS, PHONE, send="yes")
+        assert info.value.argument == "send"
+        assert str(info.value) == "send must be True or False, got 'yes'"
+
+    def test_a_bad_provider_id_names_itself(self) -> None:
+        with pytest.raises(InvalidArgumentError) as info:
+            manual_send_request(ENDPOINTS, PHONE, "sms", provider_id=0)
+        assert info.value.argument == "provider_id"
+
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("https://example.com/a b", "'https://example.com/a b'"),
+            ("http://[::1/cb", "'http://[::1/cb'"),  # urlsplit refuses it
+            ("ftp://example.com/" + "x" * 100, repr("ftp://example.com/" + "x" * 100)[:80]),
+            (5, "int"),
+        ],
+    )
+    def test_a_bad_callback_url_is_shown_short(self, url: object, shown: str) -> None:
+        with pytest.raises(InvalidArgumentError) as info:
+            manual_send_request(ENDPOINTS, PHONE, "sms", callback_url=url)
+        assert info.value.argument == "callback_url"
+        assert str(info.value) == (
+            "callback_url must be an absolute http(s) URL where kod.mobi reports the "
+            f"delivery, such as 'https://example.com/kodmobi'; got {shown}"
+        )
+
 
 class TestRequests:
     def test_create_sends_the_wire_names_and_is_retried_only_when_unsent(self) -> None:
@@ -150,6 +258,123 @@ class TestRequests:
 
     def test_labels_mask_the_session_id(self) -> None:
         assert SID not in check_request(ENDPOINTS, SID, "0000").label
+
+    def test_each_request_in_full(self) -> None:
+        custom = Endpoints(
+            create="/c",
+            send="/s",
+            check="/k",
+            verify="/v",
+            manual_channels="/mc",
+            manual_send="/ms",
+            settings="/st",
+        )
+        built = [
+            create_request(custom, PHONE, type="sms", challenge="cf-1"),
+            send_request(custom, SID, ChannelType.TELEGRAM, challenge="cf-2"),
+            check_request(custom, SID, "0421", challenge="cf-3"),
+            verify_request(custom, "tok-1"),
+            manual_channels_request(custom),
+            manual_send_request(
+                custom,
+                "user@example.com",
+                "email",
+                provider_id=1,
+                code="123456",
+                callback_url="http://example.com/cb",
+            ),
+            manual_send_request(custom, PHONE, "sms", callback_url="https://example.com/cb"),
+            settings_request(custom),
+            settings_request(custom, SID),
+        ]
+        once, secret = Resend.IF_NOT_RECEIVED, Key.SECRET
+        expected = [
+            (
+                "POST",
+                "/c",
+                "",
+                {"to": PHONE, "type": "sms", "send": True},
+                Key.PUBLIC,
+                once,
+                "POST /c",
+                "cf-1",
+            ),
+            (
+                "POST",
+                "/s",
+                "",
+                {"session_id": SID, "type": "telegram"},
+                Key.PUBLIC,
+                once,
+                f"POST /s session={MASKED_SID}",
+                "cf-2",
+            ),
+            (
+                "POST",
+                "/k",
+                "",
+                {"session_id": SID, "code": "0421"},
+                Key.PUBLIC,
+                once,
+                f"POST /k session={MASKED_SID}",
+                "cf-3",
+            ),
+            ("POST", "/v", "", {"verify_token": "tok-1"}, secret, once, "POST /v", None),
+            ("GET", "/mc", "", None, secret, Resend.ANY_FAILURE, "GET /mc", None),
+            (
+                "POST",
+                "/ms",
+                "",
+                {
+                    "to": "user@example.com",
+                    "channel": "email",
+                    "provider_id": 1,
+                    "code": "123456",
+                    "callback_url": "http://example.com/cb",
+                },
+                secret,
+                once,
+                "POST /ms",
+                None,
+            ),
+            (
+                "POST",
+                "/ms",
+                "",
+                {"to": PHONE, "channel": "sms", "callback_url": "https://example.com/cb"},
+                secret,
+                once,
+                "POST /ms",
+                None,
+            ),
+            ("GET", "/st", "", None, Key.PUBLIC, Resend.ANY_FAILURE, "GET /st", None),
+            (
+                "GET",
+                "/st",
+                f"session_id={SID}",
+                None,
+                Key.PUBLIC,
+                Resend.ANY_FAILURE,
+                f"GET /st session={MASKED_SID}",
+                None,
+            ),
+        ]
+        assert [shape(request) for request in built] == expected
+
+
+def shape(request: Request) -> tuple[object, ...]:
+    """A request as comparable values, its body decoded (its JSON spacing is not a contract)."""
+    body = None if request.body is None else json.loads(request.body)
+    return (
+        request.method,
+        request.path,
+        request.query,
+        body,
+        request.key,
+        request.resend,
+        request.label,
+        request.challenge,
+    )
 
 
 # -- over a raw loopback server ------------------------------------------------------

@@ -35,6 +35,16 @@ def throttled_pace(starts: int = 100, now: float = 10.0) -> Pace:
     return pace
 
 
+def first_rate(starts: dict[int, int], throttled_at: float) -> float | None:
+    """The rate a fresh pace takes at its first 429, after ``starts`` (second: count)."""
+    pace = Pace()
+    for second, count in starts.items():
+        for step in range(count):
+            pace.note_start(second + step / count)  # spread over that second
+    pace.on_throttled(throttled_at, throttled_at)
+    return pace.rate
+
+
 class TestPaceArithmetic:
     def test_nothing_is_paced_before_the_first_429(self) -> None:
         pace = Pace()
@@ -129,6 +139,53 @@ class TestPaceArithmetic:
         for _ in range(1000):
             pace.on_accepted(0.2)
         assert pace.rate == 10.0
+
+    def test_the_first_429_counts_starts_spread_over_the_second(self) -> None:
+        assert first_rate({10: 100}, throttled_at=10.995) == 100.0
+
+    def test_the_first_429_starts_from_the_busier_of_this_second_and_the_last(self) -> None:
+        assert first_rate({9: 50, 10: 5}, throttled_at=10.5) == 50.0
+
+    def test_the_first_429_ignores_starts_older_than_the_last_second(self) -> None:
+        assert first_rate({8: 50, 10: 5}, throttled_at=10.5) == 5.0
+        long_ago = Pace()
+        for _ in range(50):
+            long_ago.note_start(5.0)
+        long_ago.on_throttled(20.0, 20.0)
+        assert long_ago.rate == Pace.MIN_RATE
+
+    def test_a_clock_that_starts_at_zero_is_no_special_case(self) -> None:
+        # FakeClock(start=0.0) and a fresh event loop may both read zero.
+        assert Pace(ceiling=10.0).reserve(0.0, FAR) == 0.0
+        pace = Pace()
+        for _ in range(5):
+            pace.note_start(0.5)
+        pace.on_throttled(0.5, 0.5)
+        assert pace.rate == 5.0
+
+    def test_pacing_holds_while_the_last_429_is_recent(self) -> None:
+        pace = throttled_pace(starts=100, now=100.0)
+        assert pace.reserve(101.0, FAR) == 0.0
+        assert pace.reserve(101.0, FAR) == pytest.approx(0.01)
+        assert pace.rate == 100.0
+
+    def test_a_caller_that_never_waits_for_a_slot_does_not_raise_the_pace(self) -> None:
+        pace = throttled_pace(starts=100)
+        assert pace.reserve(10.0, FAR) == 0.0  # its slot was free: nobody queued
+        pace.on_accepted(10.05)
+        assert pace.rate == 100.0
+
+    def test_the_repr_shows_the_rate_in_force_and_the_ceiling(self) -> None:
+        assert repr(Pace()) == "Pace(unlimited, ceiling=None)"
+        assert repr(Pace(ceiling=12.5)) == "Pace(12.5/s, ceiling=12.5)"
+
+    def test_the_earliest_start_is_now_or_the_next_free_slot(self) -> None:
+        assert Pace().earliest_start(5.0) == 5.0
+        pace = throttled_pace(starts=100)
+        pace.reserve(10.0, FAR)
+        pace.reserve(10.0, FAR)
+        assert pace.earliest_start(10.0) == pytest.approx(10.02)
+        assert pace.earliest_start(11.0) == 11.0
 
 
 class TestRateLimitSetting:
@@ -249,6 +306,13 @@ class TestCeilingWindow:
             assert pace.window_wait(at) == 0.0
             pace.record_start(at)
         # A fourth start must wait until the first is a second old.
+        assert pace.window_wait(0.5) == pytest.approx(0.5)
+        assert pace.window_wait(1.0) == 0.0
+
+    @pytest.mark.parametrize("ceiling", [1.0, 1.5])
+    def test_a_ceiling_below_two_allows_one_start_a_second(self, ceiling: float) -> None:
+        pace = Pace(ceiling=ceiling)
+        pace.record_start(0.0)
         assert pace.window_wait(0.5) == pytest.approx(0.5)
         assert pace.window_wait(1.0) == 0.0
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import email.utils
+import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
+import attrs
 import pytest
 
 from kodmobi_async import (
@@ -18,29 +21,39 @@ from kodmobi_async import (
     ConflictError,
     InvalidSessionIdError,
     KodMobiError,
+    ManualChannel,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     RedirectError,
     ResponseValidationError,
     ServerError,
+    Session,
     SessionChannel,
+    _converter,
 )
 from kodmobi_async._protocol import (
     API_KEY_ENV,
     BASE_URL_ENV,
     CHANNELS_PATH,
     DEFAULT_BASE_URL,
+    MAX_JSON_DEPTH,
+    SECRET_KEY_ENV,
     decode_channels_response,
+    decode_response,
     is_positive_seconds,
+    load_json,
     mask_session_id,
     parse_retry_after,
     resolve_api_key,
     resolve_base_url,
+    resolve_keys,
+    shown_url,
     status_error,
     validate_language,
     validate_session_id,
 )
+from kodmobi_async._redact import Redactor
 
 ULID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 KEY = "sk-LEAKCHECK-protocol-7d41"
@@ -251,6 +264,30 @@ class TestResolveApiKey:
         assert KEY[:5] not in message
         assert KEY[5:] not in repr(info.value.args)
 
+    @pytest.mark.parametrize("source", ["argument", "environment"])
+    def test_a_key_that_is_not_utf8_text_raises_without_echoing_the_key(self, source: str) -> None:
+        # What os.environ holds for a variable set to bytes that are not UTF-8.
+        api_key = f"{KEY[:5]}\udcff{KEY[5:]}"
+        arg, environ = (api_key, {}) if source == "argument" else (None, {API_KEY_ENV: api_key})
+
+        with pytest.raises(ConfigurationError) as info:
+            resolve_api_key(arg, environ)
+
+        assert str(info.value) == (
+            "the API key contains bytes that are not UTF-8 text; copy it again"
+        )
+        assert vars(info.value) == {}
+        assert KEY[5:] not in repr(info.value.args)
+
+    @pytest.mark.parametrize("surrogate", [chr(0xD800), chr(0xDFFF)])
+    def test_every_lone_surrogate_is_refused(self, surrogate: str) -> None:
+        with pytest.raises(ConfigurationError, match="not UTF-8 text"):
+            resolve_api_key(f"sk-{surrogate}", {})
+
+    @pytest.mark.parametrize("key", ["sk-ключ-1", "sk-\ud7ff\ue000"])
+    def test_a_non_ascii_key_is_kept(self, key: str) -> None:
+        assert resolve_api_key(key, {}) == key
+
     def test_a_non_string_key_names_its_type_only(self) -> None:
         with pytest.raises(ConfigurationError) as info:
             resolve_api_key(b"sk-bytes-key-123", {})  # type: ignore[arg-type]
@@ -394,6 +431,93 @@ class TestResolveBaseUrl:
             resolve_base_url(base_url, {})
 
         assert isinstance(info.value.__cause__, ValueError)
+
+    def test_a_malformed_url_says_what_urlsplit_found_wrong(self) -> None:
+        with pytest.raises(ConfigurationError) as info:
+            resolve_base_url("https://api.kod.mobi:99999", {})
+
+        assert str(info.value) == (
+            "base_url 'https://api.kod.mobi:99999' is not a valid URL: Port out of range 0-65535"
+        )
+
+    def test_a_base_url_that_is_not_a_string_names_its_type(self) -> None:
+        with pytest.raises(ConfigurationError) as info:
+            resolve_base_url(5, {})  # type: ignore[arg-type]
+
+        assert (
+            str(info.value) == "base_url must be a string such as 'https://api.kod.mobi', got int"
+        )
+
+    def test_plain_http_to_a_remote_host_says_why_and_how_to_allow_it(self) -> None:
+        with pytest.raises(ConfigurationError) as info:
+            resolve_base_url("http://api.example", {})
+
+        assert str(info.value) == (
+            "base_url 'http://api.example' uses plain http to a non-loopback host, which would "
+            "send the API key in clear text; use https, or pass allow_http=True if you really "
+            "mean it"
+        )
+
+
+class TestResolveKeys:
+    def test_each_key_comes_from_its_argument_else_its_variable(self) -> None:
+        environ = {API_KEY_ENV: "pk-env", SECRET_KEY_ENV: "sk-env"}
+        assert resolve_keys("pk-arg", "sk-arg", environ) == ("pk-arg", "sk-arg")
+        assert resolve_keys(None, None, environ) == ("pk-env", "sk-env")
+        assert resolve_keys(None, "sk-arg", {}) == (None, "sk-arg")
+        assert resolve_keys("pk-arg", None, {}) == ("pk-arg", None)
+        assert resolve_keys(None, None, {SECRET_KEY_ENV: "sk-env"}) == (None, "sk-env")
+
+    def test_no_key_at_all_names_both_kinds(self) -> None:
+        with pytest.raises(ConfigurationError) as info:
+            resolve_keys(None, None, {"OTHER": "x"})
+
+        assert str(info.value) == (
+            "no kod.mobi API key: pass api_key=... or set the KODMOBI_API_KEY environment "
+            "variable (the project's public key, from user.kod.mobi → settings → api-key); "
+            "server-side calls (verify, manual mode) also take secret_key=... or "
+            "KODMOBI_SECRET_KEY"
+        )
+
+    @pytest.mark.parametrize(
+        ("secret_key", "environ", "message"),
+        [
+            ("", {}, "secret_key is empty; set it to the project's kod.mobi secret key"),
+            (None, {SECRET_KEY_ENV: " "}, "KODMOBI_SECRET_KEY is empty; set it to the"),
+            (f"{KEY} ", {}, "the secret key contains whitespace or control characters"),
+            (None, {SECRET_KEY_ENV: f"{KEY}\n"}, "the secret key contains whitespace"),
+            (5, {}, "secret_key must be a string, got int"),
+        ],
+    )
+    def test_a_bad_secret_key_says_which_source_and_never_echoes_it(
+        self, secret_key: object, environ: dict[str, str], message: str
+    ) -> None:
+        with pytest.raises(ConfigurationError) as info:
+            resolve_keys("pk-arg", secret_key, environ)  # type: ignore[arg-type]
+
+        assert str(info.value).startswith(message)
+        assert KEY not in str(info.value)
+
+
+class TestShownUrl:
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("https://api.kod.mobi/v2", "https://api.kod.mobi/v2"),
+            ("https://user:pw@host/p", "https://***@host/p"),
+            # A password may hold '@', '/', '?' and '#': the last '@' ends it.
+            ("https://user:p@s/s?#@host/p", "https://***@host/p"),
+            ("https://u:p@host/x://y", "https://***@host/x://y"),
+            ("https://host/p?a=1?b=2#f", "https://host/p?***"),
+            ("https://host/p#a#b?c", "https://host/p#***"),
+            ("https://?secret", "https://?***"),
+            ("https://#secret", "https://#***"),
+            ("host/p?key=1", "host/p?***"),
+            ("user:pw@host", "***@host"),
+        ],
+    )
+    def test_credentials_query_and_fragment_are_masked(self, url: str, shown: str) -> None:
+        assert shown_url(url) == shown
 
 
 class TestIsPositiveSeconds:
@@ -978,3 +1102,281 @@ class TestDecodeErrorStatuses:
 
         assert ULID not in str(info.value)
         assert info.value.path == "/session/channels"
+
+
+class TestLoadJson:
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH,
+            b'{"a":' * MAX_JSON_DEPTH + b"1" + b"}" * MAX_JSON_DEPTH,
+            # Brackets inside strings do not nest, escaped quotes or not.
+            b'["' + b"[" * 100 + b'"]',
+            b'["\\"' + b"[" * 100 + b'"]',
+            b'{"' + b"{" * 100 + b'": 1}',
+            # Many siblings are wide, not deep.
+            b"[" + b"[[]]," * 100 + b"[]]",
+            # Exactly the limit, with enough brackets elsewhere that the scan runs.
+            b"[" + b"[]," * 10 + b"[" * 63 + b"]" * 63 + b"]",
+        ],
+    )
+    def test_json_up_to_the_depth_limit_is_read(self, body: bytes) -> None:
+        assert load_json(body) == json.loads(body)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1),
+            b'{"a":' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1),
+            b'[{"a":' * 33 + b"1" + b"}]" * 33,
+            # An escaped backslash ends with the string: the brackets after it count.
+            b'["\\\\", ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"]",
+            # A string with brackets does not hide the real nesting after it.
+            b'["[[[[", ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"]",
+            # Closing a level and opening two more goes one past the limit.
+            b"[" * 63 + b"[], [[]]" + b"]" * 63,
+            b"[" + b"[]," * 10 + b"[" * 64 + b"]" * 64 + b"]",
+            # Refused before parsing: an unclosed deep body is refused the same way.
+            b"[" * 100_000,
+        ],
+    )
+    def test_deeper_json_is_refused_before_it_is_parsed(self, body: bytes) -> None:
+        with pytest.raises(ValueError, match=r"^JSON nested deeper than 64 levels$"):
+            load_json(body)
+
+    def test_a_success_body_nested_too_deep_says_so(self) -> None:
+        error = validation_error(b"[" * 65 + b"]" * 65)
+
+        assert str(error) == (
+            "kod.mobi answered 200 to GET /session/channels with a body that is JSON nested "
+            f"deeper than 64 levels: {'[' * 65 + ']' * 65!r}"
+        )
+
+    def test_a_success_body_that_is_not_json_says_so(self) -> None:
+        assert str(validation_error(b"oops")) == (
+            "kod.mobi answered 200 to GET /session/channels with a body that is not JSON: 'oops'"
+        )
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@attrs.frozen
+class Painted:
+    colour: Colour
+
+
+def links(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and every exception chained to it."""
+    exc: BaseException | None = error
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def shows_key(error: BaseException) -> bool:
+    """Whether the key is in any text, argument or attribute of ``error``'s chain."""
+    texts = []
+    for exc in links(error):
+        texts += [str(exc), repr(exc), *map(repr, vars(exc).values())]
+    return any(KEY in text for text in texts)
+
+
+class TestDecodeResponse:
+    def test_a_success_becomes_the_model(self) -> None:
+        body = json.dumps(
+            {
+                "session_id": ULID,
+                "session_expired_at": "2026-11-30T06:43:00+00:00",
+                "sent_to": "sms",
+                "channels": [json.loads(OK_ITEM)],
+            }
+        ).encode()
+        session = decode_response(200, {}, body, Session, method="POST", path="/c")
+
+        assert isinstance(session, Session)
+        assert session.session_id == ULID
+
+    @pytest.mark.parametrize(
+        ("model", "name"), [(Session, "Session"), (list[ManualChannel], "list[ManualChannel]")]
+    )
+    def test_a_body_that_does_not_fit_names_the_model(self, model: object, name: str) -> None:
+        with pytest.raises(ResponseValidationError) as info:
+            decode_response(200, {}, b'"text"', model, method="POST", path="/c")
+
+        assert str(info.value).startswith(
+            f"kod.mobi answered POST /c with {name} that do not fit the model: $: "
+        )
+        assert info.value.field_path == "$"
+
+    def test_an_error_status_raises_its_error(self) -> None:
+        with pytest.raises(NotFoundError) as info:
+            decode_response(404, {}, NOT_FOUND_ENVELOPE, Session, method="POST", path="/c")
+
+        assert info.value.sys_message == "ERROR_MESSAGE_NOT_FOUND"
+
+    def test_a_failure_that_quotes_no_key_is_chained(self) -> None:
+        with pytest.raises(ResponseValidationError) as info:
+            decode_response(200, {}, b'{"colour": "blue"}', Painted, method="GET", path="/p")
+
+        assert info.value.__cause__ is not None
+        assert "'blue' is not a valid Colour" in str(info.value)
+
+    def test_a_failure_that_quotes_the_key_is_masked_and_not_chained(self) -> None:
+        body = json.dumps({"colour": KEY}).encode()
+        with pytest.raises(ResponseValidationError) as info:
+            decode_response(
+                200, {}, body, Painted, method="GET", path="/p", redactor=Redactor([KEY])
+            )
+
+        assert str(info.value) == (
+            "kod.mobi answered GET /p with Painted that do not fit the model: "
+            "$.colour: '***' is not a valid Colour"
+        )
+        assert info.value.__cause__ is None
+        assert not shows_key(info.value)
+
+    def test_a_failure_the_converter_cannot_describe_names_its_type(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def cannot(exc: BaseException) -> tuple[str, str | None]:
+            raise RuntimeError("no description")
+
+        monkeypatch.setattr(_converter, "describe_error", cannot)
+        with pytest.raises(ResponseValidationError) as info:
+            decode_response(
+                200,
+                {},
+                b'{"colour": "blue"}',
+                Painted,
+                method="GET",
+                path="/p",
+                redactor=Redactor([KEY]),
+            )
+
+        assert str(info.value) == (
+            "kod.mobi answered GET /p with Painted that do not fit the model: ClassValidationError"
+        )
+        assert info.value.field_path is None
+
+
+class TestKeysInAnswers:
+    """A server that echoes the key: every text copied from its answer is masked."""
+
+    def decode(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Any:
+        return decode_channels_response(status, headers or {}, body, redactor=Redactor([KEY]))
+
+    def test_an_error_envelope_that_echoes_the_key(self) -> None:
+        body = json.dumps(
+            {"error": f"bad key {KEY}", "sys_message": KEY, "error_params": {"key": KEY}}
+        ).encode()
+        with pytest.raises(AuthenticationError) as info:
+            self.decode(401, body)
+
+        error = info.value
+        assert (error.error, error.sys_message, error.error_params) == (
+            "bad key ***",
+            "***",
+            {"key": "***"},
+        )
+        assert not shows_key(error)
+
+    def test_an_error_page_that_echoes_the_key(self) -> None:
+        with pytest.raises(ServerError) as info:
+            self.decode(502, f"<p>upstream refused key {KEY}</p>".encode())
+
+        assert info.value.error == "upstream refused key ***"
+        assert info.value.error_params == {}
+        assert not shows_key(info.value)
+
+    def test_a_redirect_to_a_url_with_the_key(self) -> None:
+        with pytest.raises(RedirectError) as info:
+            self.decode(302, b"", {"Location": f"https://evil.example/?k={KEY}"})
+
+        assert info.value.location == "https://evil.example/?k=***"
+        assert not shows_key(info.value)
+
+    def test_a_success_body_that_is_not_json_and_holds_the_key(self) -> None:
+        with pytest.raises(ResponseValidationError) as info:
+            self.decode(200, b"\xff" + KEY.encode())
+
+        assert str(info.value).endswith("with a body that is not JSON: '\ufffd***'")
+        assert not shows_key(info.value)
+
+    def test_a_success_body_of_the_wrong_shape_is_judged_with_the_redactor(self) -> None:
+        with pytest.raises(ResponseValidationError) as info:
+            self.decode(200, b'{"a": 1}')
+
+        assert str(info.value) == (
+            "kod.mobi answered GET /session/channels with channels that do not fit the model: "
+            "$: expected a JSON array of channels, got an object"
+        )
+        assert info.value.field_path == "$"
+        assert info.value.__cause__ is not None
+
+    def test_a_parse_error_that_keeps_the_key_is_not_chained(self) -> None:
+        # The JSON parser keeps the whole document on its error, as ``doc``.
+        with pytest.raises(ResponseValidationError) as info:
+            self.decode(200, b'{"key": "' + KEY.encode())
+
+        assert info.value.__cause__ is None
+        assert not shows_key(info.value)
+
+    def test_a_parse_error_without_the_key_is_chained(self) -> None:
+        with pytest.raises(ResponseValidationError) as info:
+            self.decode(200, b'{"key": ')
+
+        assert isinstance(info.value.__cause__, ValueError)
+
+
+class UnreadableHeaders(Mapping[str, str]):
+    """Headers that fail when read, as a broken transport's might."""
+
+    def __getitem__(self, name: str) -> str:
+        raise RuntimeError("unreadable")
+
+    def get(self, name: str, default: object = None) -> Any:
+        raise RuntimeError("unreadable")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("unreadable")
+
+    def __len__(self) -> int:
+        return 1
+
+
+class TestUnreadableAnswers:
+    @pytest.mark.parametrize(("status", "cls"), [(503, ServerError), (404, NotFoundError)])
+    def test_an_answer_that_cannot_be_read_still_gets_its_status_class(
+        self, status: int, cls: type[APIStatusError]
+    ) -> None:
+        error = status_error(status, UnreadableHeaders(), b"{}", method="POST", path="/x")
+
+        assert type(error) is cls
+        assert (error.status, error.method, error.path) == (status, "POST", "/x")
+        assert str(error) == (
+            f"kod.mobi answered {status} with an answer that could not be read (POST /x)"
+        )
+
+    def test_an_unreadable_redirect_is_a_redirect_without_location(self) -> None:
+        error = status_error(302, UnreadableHeaders(), b"", method="HEAD", path="/y")
+
+        assert isinstance(error, RedirectError)
+        assert error.location is None
+        assert (error.status, error.method, error.path) == (302, "HEAD", "/y")
+        assert str(error) == "kod.mobi answered 302 with an answer that could not be read (HEAD /y)"
+
+
+class TestEnvelopeFields:
+    @pytest.mark.parametrize(
+        ("value", "shown"), [(["a", "b"], "<array>"), ({"a": 1}, "<object>"), (42, "42")]
+    )
+    def test_a_field_that_is_not_text_is_described(self, value: object, shown: str) -> None:
+        body = json.dumps({"error": value, "sys_message": "ERROR_X"}).encode()
+        assert decode_error(400, body).error == shown
+
+    @pytest.mark.parametrize(("length", "kept"), [(1000, "e" * 1000), (1001, "e" * 999 + "…")])
+    def test_a_field_longer_than_a_thousand_characters_is_cut(self, length: int, kept: str) -> None:
+        body = json.dumps({"error": "e" * length, "sys_message": "ERROR_X"}).encode()
+        assert decode_error(400, body).error == kept

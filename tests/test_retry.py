@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -28,9 +28,10 @@ from kodmobi_async import (
     RetryPolicy,
     ServerError,
 )
+from kodmobi_async._calls import Resend
 from kodmobi_async._errors import status_error_class
 from kodmobi_async._retry import DEFAULT_RETRY_STATUSES, Retrier
-from kodmobi_async._throttle import PauseGate, RetryBudget
+from kodmobi_async._throttle import Pace, PauseGate, RetryBudget
 
 LABEL = "GET /session/channels?session_id=01ARZ3…5FAV"
 LOGGER = "tests.retry"
@@ -79,9 +80,16 @@ class Harness:
     budget: RetryBudget
     gate: PauseGate
 
-    async def run(self, first: APIError, script: Script, *, timeout: float = 30.0) -> str:
+    async def run(
+        self,
+        first: APIError,
+        script: Script,
+        *,
+        timeout: float = 30.0,
+        resend: Resend = Resend.ANY_FAILURE,
+    ) -> str:
         return await self.retrier.run(
-            first, script, deadline=self.clock.monotonic() + timeout, label=LABEL
+            first, script, deadline=self.clock.monotonic() + timeout, label=LABEL, resend=resend
         )
 
 
@@ -90,13 +98,31 @@ def harness(
     *,
     budget: float = 100.0,
     rand: Callable[[], float] = no_rand,
+    pace: Pace | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> Harness:
     policy = policy if policy is not None else RetryPolicy(jitter=False)
     clock = FakeClock(start=1000.0)
     bucket = RetryBudget(budget, 0.1)
     gate = PauseGate()
-    retrier = Retrier(policy, clock, bucket, gate, logging.getLogger(LOGGER), rand=rand)
+    logger = logging.getLogger(LOGGER)
+    retrier = Retrier(policy, clock, bucket, gate, logger, rand=rand, pace=pace, sleep=sleep)
     return Harness(retrier, clock, bucket, gate)
+
+
+async def assert_given_up_at_once(h: Harness, *, timeout: float) -> None:
+    """A retryable first error is raised as itself: no wait, no attempt, no token."""
+    tokens = h.budget.tokens
+    first = server_error()
+    script = Script("never")
+
+    with pytest.raises(ServerError) as info:
+        await h.run(first, script, timeout=timeout)
+
+    assert info.value is first
+    assert script.calls == []
+    assert h.budget.tokens == tokens
+    assert h.clock.sleeps == []
 
 
 class TestRetryPolicyDefaults:
@@ -175,6 +201,11 @@ class TestRetryPolicyValidation:
             ("retry_statuses", {True}, "status codes, got [True]"),
             ("retry_statuses", {"503"}, "status codes, got ['503']"),
             ("retry_statuses", {503.0}, "status codes, got [503.0]"),
+            # Too large to print (and past str()'s digit limit): described, not shown.
+            pytest.param(
+                "initial_wait", 10**5000, "got an integer of 16610 bits", id="initial_wait-huge"
+            ),
+            pytest.param("budget", 10**5000, "got an integer of 16610 bits", id="budget-huge"),
         ],
     )
     def test_a_bad_value_raises_naming_the_field(
@@ -228,6 +259,10 @@ class TestRetryPolicyValidation:
             {"attempt_timeout": 0.5},
             {"retry_statuses": frozenset()},
             {"retry_statuses": {400, 599}},
+            # The largest values the error messages name are themselves accepted.
+            {"initial_wait": 86_400, "max_wait": 86_400.0, "max_retry_after": 86_400},
+            {"attempt_timeout": 86_400},
+            {"budget": 1e15, "budget_refill": 1e15},
         ],
     )
     def test_edge_values_that_make_sense_are_accepted(self, kwargs: dict[str, Any]) -> None:
@@ -466,6 +501,98 @@ class TestRetrierOutcomes:
         assert h.clock.sleeps == [wait]
 
 
+class TestRetryRulesByCall:
+    @pytest.mark.parametrize(
+        ("error", "allowed"),
+        [
+            (RateLimitError("slow down", status=429), True),
+            (server_error(status=503), True),
+            (server_error(status=500), False),
+            (server_error(status=502), False),
+            (APIConnectionError("reset after the request was written"), False),
+            (APITimeoutError("no answer in time"), False),
+        ],
+    )
+    def test_a_delivery_is_retried_only_when_kodmobi_did_not_process_it(
+        self, error: APIError, allowed: bool
+    ) -> None:
+        retrier = harness().retrier
+        assert retrier.may_retry(error, Resend.IF_NOT_RECEIVED) is allowed
+        assert retrier.may_retry(error, Resend.ANY_FAILURE) is True
+
+    def test_a_request_that_provably_never_left_is_retried_even_for_a_delivery(self) -> None:
+        refused = APIConnectionError("connection refused")
+        refused.may_have_reached_server = False
+        assert harness().retrier.may_retry(refused, Resend.IF_NOT_RECEIVED) is True
+
+    async def test_the_rule_also_judges_the_later_attempts(self) -> None:
+        h = harness()
+        maybe_sent = server_error("maybe sent", status=500)
+        script = Script(maybe_sent, "never")
+
+        with pytest.raises(ServerError) as info:
+            await h.run(
+                RateLimitError("slow down", status=429), script, resend=Resend.IF_NOT_RECEIVED
+            )
+
+        assert info.value is maybe_sent
+        assert info.value.attempts == 2
+        assert script.calls == [2]
+
+    async def test_two_attempts_allow_one_retry(self) -> None:
+        h = harness(RetryPolicy(attempts=2, jitter=False))
+        assert await h.run(server_error(), Script("channels")) == "channels"
+
+
+class TestRetrierThrottled:
+    async def test_429s_neither_count_against_attempts_nor_spend_the_budget(self) -> None:
+        h = harness(RetryPolicy(attempts=2, jitter=False), budget=5.0)
+        last = server_error("b")
+        script = Script(
+            RateLimitError("slow down", status=429),
+            RateLimitError("slow down", status=429),
+            server_error("a"),
+            last,
+            "never",
+        )
+
+        with pytest.raises(ServerError) as info:
+            await h.run(RateLimitError("slow down", status=429), script, timeout=60.0)
+
+        # Three 429s, then two real failures: the two attempts the policy allows.
+        assert info.value is last
+        assert info.value.attempts == 5
+        assert script.calls == [2, 3, 4, 5]
+        assert h.budget.tokens == 4.0  # only the retry after "a" took a token
+
+
+class TestRetrierPace:
+    async def test_a_pace_slot_past_the_deadline_is_not_waited_for(self) -> None:
+        pace = Pace()
+        pace.on_throttled(1000.0, 1000.0)  # paced at one request a second
+        for _ in range(20):
+            pace.reserve(1000.0, math.inf)  # the next free slot is 20 s away
+        await assert_given_up_at_once(harness(budget=5.0, pace=pace), timeout=10.0)
+
+    async def test_a_pace_slot_within_the_deadline_lets_the_retry_go(self) -> None:
+        pace = Pace()
+        pace.on_throttled(1000.0, 1000.0)
+        pace.reserve(1000.0, math.inf)
+        h = harness(pace=pace)
+        assert await h.run(server_error(), Script("channels"), timeout=10.0) == "channels"
+
+    async def test_the_sleep_the_client_passes_is_the_one_used(self) -> None:
+        slept: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+        h = harness(sleep=sleep)
+        assert await h.run(server_error(), Script("channels")) == "channels"
+        assert slept == [0.25]
+        assert h.clock.sleeps == []
+
+
 class TestRetrierDeadline:
     async def test_a_wait_that_would_pass_the_deadline_is_not_taken(self) -> None:
         h = harness(RetryPolicy(initial_wait=1.0, jitter=False))
@@ -533,16 +660,7 @@ class TestRetrierBudget:
     async def test_a_pause_that_outlasts_the_deadline_spends_no_budget(self) -> None:
         h = harness(budget=5.0)
         h.gate.pause_until(h.clock.monotonic() + 60.0)
-        first = server_error()
-        script = Script("never")
-
-        with pytest.raises(ServerError) as info:
-            await h.run(first, script, timeout=10.0)
-
-        assert info.value is first
-        assert script.calls == []
-        assert h.budget.tokens == 5.0
-        assert h.clock.sleeps == []
+        await assert_given_up_at_once(h, timeout=10.0)
 
     async def test_a_budget_that_runs_dry_mid_call_reports_the_latest_error(self) -> None:
         h = harness(budget=1.0)
