@@ -265,7 +265,15 @@ class Pace:
             recent = self._recent
             # Starts in the last second or so bound what the server accepted from
             # above, but only loosely: slow start from there corrects either way.
-            counted = max(recent[1], recent[2]) if now // 1.0 == recent[0] else 0.0
+            second = now // 1.0
+            if second == recent[0]:
+                counted = max(recent[1], recent[2])
+            elif second == recent[0] + 1:
+                # Nothing started yet this second (every caller awaits an answer):
+                # the last second's starts are the estimate, not zero.
+                counted = recent[1]
+            else:
+                counted = 0.0
             self.rate = max(self.MIN_RATE, counted)
             self._slow_start = True
             self._next_slot = now

@@ -146,6 +146,10 @@ class TestPaceArithmetic:
     def test_the_first_429_starts_from_the_busier_of_this_second_and_the_last(self) -> None:
         assert first_rate({9: 50, 10: 5}, throttled_at=10.5) == 50.0
 
+    def test_the_first_429_in_a_second_with_no_start_yet_counts_the_last_one(self) -> None:
+        # 64 callers started just before 11.0 and all wait for their answers.
+        assert first_rate({10: 64}, throttled_at=11.02) == 64.0
+
     def test_the_first_429_ignores_starts_older_than_the_last_second(self) -> None:
         assert first_rate({8: 50, 10: 5}, throttled_at=10.5) == 5.0
         long_ago = Pace()
