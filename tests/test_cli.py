@@ -547,6 +547,17 @@ class TestKeyNeverPrinted:
         assert SECRET_KEY not in result.stderr
 
 
+# `python -m kodmobi_async` with Ctrl-C's default meaning restored. A shell that runs the
+# test suite in the background hands it SIGINT ignored, and a child would inherit that
+# and sleep through the test's Ctrl-C; a user at a terminal always has it delivered.
+_AS_AT_A_TERMINAL = (
+    sys.executable,
+    "-c",
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'kodmobi'; runpy.run_module('kodmobi_async', run_name='__main__')",
+)
+
+
 class TestChannelsTable:
     """The table streams: rows are drawn as lookups end, in input order, each once."""
 
@@ -570,7 +581,7 @@ class TestChannelsTable:
         fake_in_thread.script_session(ids[-1], Fault.delay(TIMEOUT))
         environ = fake_environ(fake_in_thread)
         with subprocess.Popen(  # noqa: S603 -- our own interpreter and module
-            [sys.executable, "-m", "kodmobi_async", "channels", *ids, "--timeout", "120"],
+            [*_AS_AT_A_TERMINAL, "channels", *ids, "--timeout", "120"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=environ,
