@@ -115,6 +115,24 @@ class TestKnobs:
             ]
 
 
+class TestOverhead:
+    def test_prints_each_part_of_the_sdks_own_cost(self) -> None:
+        done = _script("overhead.py", "--n", "200", "--repeat", "1")
+
+        assert done.returncode == 0, done.stdout + done.stderr
+        rows = {
+            line.rsplit(None, 2)[0]: float(line.rsplit(None, 2)[1])
+            for line in done.stdout.splitlines()[2:]
+        }
+        assert list(rows) == [
+            "decode: json.loads",
+            "decode: SDK (parse + structure)",
+            "get_session_channels, one by one",
+            "gather_session_channels, one batch",
+        ]
+        assert all(value > 0 for value in rows.values())
+
+
 class TestTls:
     @pytest.mark.parametrize("client", ["raw", "httpx", "naive", "sdk"])
     def test_each_client_verifies_and_trusts_only_through_ssl_cert_file(
