@@ -133,6 +133,18 @@ class TestOverhead:
         assert all(value > 0 for value in rows.values())
 
 
+class TestImports:
+    def test_prints_both_imports_and_their_ratio_with_a_warm_bytecode_cache(self) -> None:
+        done = _script("imports.py", "--runs", "1")
+
+        assert done.returncode == 0, done.stdout + done.stderr
+        row = done.stdout.splitlines()[2].split()
+        assert row[0] == "warm"
+        python, aiohttp, sdk, ratio = (float(row[i]) for i in (1, 3, 5, 7))
+        assert 0 < python < aiohttp
+        assert ratio == pytest.approx(sdk / aiohttp, abs=0.01)
+
+
 class TestTls:
     @pytest.mark.parametrize("client", ["raw", "httpx", "naive", "sdk"])
     def test_each_client_verifies_and_trusts_only_through_ssl_cert_file(
