@@ -74,9 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check-target", action="store_true", help="exit 1 above 1.2 x")
     args = parser.parse_args(argv)
     cases = [True, False] if args.no_bytecode else [True]
-    print(
-        f"import time, median of {args.runs} fresh interpreters each, Python {sys.version.split()[0]}"
-    )
+    version = sys.version.split()[0]
+    print(f"import time, median of {args.runs} fresh interpreters each, Python {version}")
     print("bytecode cache  bare python  aiohttp  kodmobi_async  ratio  target")
     met = True
     for bytecode in cases:
